@@ -29,7 +29,7 @@ index: $(STAMP)
 	$(BIN)/priority-index run $(PIPELINE)
 
 example: $(STAMP)
-	$(BIN)/python -m priority_index.examples.fictional --out outputs/example_data
+	$(BIN)/python -m priority_index.examples.fictional outputs/example_data
 	$(BIN)/priority-index run pipelines/example.toml
 
 system-deps:

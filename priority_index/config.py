@@ -149,7 +149,7 @@ class IndexSpec(_Strict):
 
 class Uncertainty(_Strict):
     draws: int = Field(default=1000, ge=0)  # Monte Carlo draws (0 = skip)
-    weight_spread: float = Field(default=0.25, ge=0)  # each weight x U(1-s, 1+s)
+    weight_spread: float = Field(default=0.25, ge=0, lt=1)  # each weight x U(1-s, 1+s)
     resample_counts: bool = True  # Poisson-resample the crime counts in every draw
     top_fraction: float = Field(default=0.1, gt=0, le=1)  # "top decile" for P(top)
     fragile_below: float = Field(default=0.5, ge=0, le=1)  # selection frequency flagged fragile
