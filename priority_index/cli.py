@@ -17,14 +17,16 @@ from .errors import ConfigError, InputError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="priority-index",
-                                description="Priority Localities Index for community safety")
+    p = argparse.ArgumentParser(
+        prog="priority-index", description="Priority Localities Index for community safety"
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a pipeline and write its outputs")
     r.add_argument("pipeline", type=Path, help="pipeline TOML file, e.g. pipelines/croydon.toml")
-    r.add_argument("--out", type=Path, default=None, help="output folder "
-                   "(default outputs/<pipeline name>/)")
+    r.add_argument(
+        "--out", type=Path, default=None, help="output folder (default outputs/<pipeline name>/)"
+    )
     r.add_argument("--seed", type=int, default=None, help="override pipeline.seed")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     v = sub.add_parser("validate", help="check the pipeline and its inputs without running")
@@ -46,10 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quiet:
                 for t in inputs.quarantine.tallies.values():
                     d = t.as_dict()
-                    print(f"{d['source']}: {d['rows_read']:,} rows read, {d['rows_used']:,} used,"
-                          f" {d['rows_rejected']:,} rejected {d['rejected_by_reason']}")
-                print(f"OK: {settings.source_file} is valid; {len(inputs.study)} LSOAs in the "
-                      "study area")
+                    print(
+                        f"{d['source']}: {d['rows_read']:,} rows read, {d['rows_used']:,} used,"
+                        f" {d['rows_rejected']:,} rejected {d['rejected_by_reason']}"
+                    )
+                print(
+                    f"OK: {settings.source_file} is valid; {len(inputs.study)} LSOAs in the "
+                    "study area"
+                )
             return 0
         result = pipeline.run(settings, out_dir=args.out, seed=args.seed, progress=progress)
         if not args.quiet:

@@ -171,8 +171,9 @@ def _check_inputs_exist(settings: Settings) -> list[Path]:
             raise InputError(p, f"file not found (named by {key} in {settings.source_file.name})")
         resolved.append(p)
     if not s.police_uk and not s.area_counts:
-        raise ConfigError(settings.source_file, ["sources: no crime source (police_uk or "
-                                                 "area_counts) is given"])
+        raise ConfigError(
+            settings.source_file, ["sources: no crime source (police_uk or area_counts) is given"]
+        )
     return resolved
 
 
@@ -189,8 +190,10 @@ def validate_settings(settings: Settings) -> list[Path]:
             problems.append(f"{key}: unknown indicator {name!r}")
     for i, src in enumerate(settings.sources.area_counts):
         if src.format == "met_annual" and src.crime_group not in GROUP_LABELS:
-            problems.append(f"sources.area_counts[{i}].crime_group: {src.crime_group!r} is not "
-                            f"one of {list(GROUP_LABELS)}")
+            problems.append(
+                f"sources.area_counts[{i}].crime_group: {src.crime_group!r} is not "
+                f"one of {list(GROUP_LABELS)}"
+            )
     for g in settings.density.groups or []:
         if g not in GROUP_LABELS and g != "total_harm":
             problems.append(f"density.groups: unknown crime group {g!r}")
@@ -207,9 +210,15 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
     files = validate_settings(settings)
     sa = settings.study_area
     study, report = boundaries.load_study_area(
-        settings.path(sa.boundaries), layer=sa.layer, code_column=sa.code_column,
-        name_column=sa.name_column, lad_code_column=sa.lad_code_column,
-        lad_name_column=sa.lad_name_column, lad_codes=sa.lad_codes, lad_names=sa.lad_names)
+        settings.path(sa.boundaries),
+        layer=sa.layer,
+        code_column=sa.code_column,
+        name_column=sa.name_column,
+        lad_code_column=sa.lad_code_column,
+        lad_name_column=sa.lad_name_column,
+        lad_codes=sa.lad_codes,
+        lad_names=sa.lad_names,
+    )
     progress(f"study area: {len(study)} LSOAs ({report['invalid_repaired']} repaired)")
     q = Quarantine()
     pom = period_of_month(settings)
@@ -218,21 +227,28 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
     code_map: dict[str, dict[str, float]] | None = None
     known_codes: set[str] | None = None
     if settings.sources.lsoa_lookup:
-        lk = area_tables.read_csv_checked(settings.path(settings.sources.lsoa_lookup),
-                                          required=["LSOA11CD", "LSOA21CD"])
+        lk = area_tables.read_csv_checked(
+            settings.path(settings.sources.lsoa_lookup), required=["LSOA11CD", "LSOA21CD"]
+        )
         in21 = study.index.isin(lk["LSOA21CD"]).mean()
         in11 = study.index.isin(lk["LSOA11CD"]).mean()
         fwd, back = ("LSOA11CD", "LSOA21CD") if in21 >= in11 else ("LSOA21CD", "LSOA11CD")
-        code_map = {k: v for k, v in lookup_shares(lk, from_column=fwd, to_column=back).items()
-                    if k not in study.index}
+        code_map = {
+            k: v
+            for k, v in lookup_shares(lk, from_column=fwd, to_column=back).items()
+            if k not in study.index
+        }
         known_codes = set(lk["LSOA11CD"]) | set(lk["LSOA21CD"])
         report["vintage"] = "2021" if in21 >= in11 else "2011"
 
     hw = harm.harm_weights(
-        area_tables.read_csv_checked(settings.path(settings.harm.table),
-                                     required=["crime_group", "days"], dtype=None)
-        if settings.harm.table else None,
-        asb_weight=settings.harm.asb_weight)
+        area_tables.read_csv_checked(
+            settings.path(settings.harm.table), required=["crime_group", "days"], dtype=None
+        )
+        if settings.harm.table
+        else None,
+        asb_weight=settings.harm.asb_weight,
+    )
 
     # area-level counts
     count_parts, count_sources = [], {}
@@ -240,14 +256,24 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
         label = f"{src.label} [{i + 1}]" if len(settings.sources.area_counts) > 1 else src.label
         if src.format == "met_monthly":
             part = area_tables.read_met_monthly(
-                settings.path(src.path), study_codes=study.index, period_of_month=pom,
-                major_groups=source_mapping("met_major"), quarantine=q, source=label,
-                code_map=code_map)
+                settings.path(src.path),
+                study_codes=study.index,
+                period_of_month=pom,
+                major_groups=source_mapping("met_major"),
+                quarantine=q,
+                source=label,
+                code_map=code_map,
+            )
         else:
             part = area_tables.read_met_annual(
-                settings.path(src.path), crime_group=src.crime_group, study_codes=study.index,
-                periods=[(p.name, p.start, p.end) for p in settings.periods], quarantine=q,
-                source=label, code_map=code_map)
+                settings.path(src.path),
+                crime_group=src.crime_group,
+                study_codes=study.index,
+                periods=[(p.name, p.start, p.end) for p in settings.periods],
+                quarantine=q,
+                source=label,
+                code_map=code_map,
+            )
         for g in part["crime_group"].unique():
             count_sources[str(g)] = label
         count_parts.append(part)
@@ -258,72 +284,105 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
     for i, src in enumerate(settings.sources.police_uk):
         label = f"{src.label} [{i + 1}]" if len(settings.sources.police_uk) > 1 else src.label
         pts = police_uk.read_police_uk(
-            settings.path(src.path), study=study, period_of_month=pom,
-            crime_groups=source_mapping("police_uk"), quarantine=q, source=label,
-            tolerance_m=src.lsoa_tolerance_m, code_map=_best_fit(code_map),
-            known_codes=known_codes)
+            settings.path(src.path),
+            study=study,
+            period_of_month=pom,
+            crime_groups=source_mapping("police_uk"),
+            quarantine=q,
+            source=label,
+            tolerance_m=src.lsoa_tolerance_m,
+            code_map=_best_fit(code_map),
+            known_codes=known_codes,
+        )
         generated |= src.points_are_generated
         point_parts.append(pts)
         t = q.tally(label)
-        progress(f"{label}: {t.rows_read:,} rows in {t.files} files, {t.rows_used:,} used, "
-                 f"{t.rows_rejected:,} rejected")
-    points = (pd.concat(point_parts, ignore_index=True) if point_parts
-              else police_uk._empty_points())
+        progress(
+            f"{label}: {t.rows_read:,} rows in {t.files} files, {t.rows_used:,} used, "
+            f"{t.rows_rejected:,} rejected"
+        )
+    points = pd.concat(point_parts, ignore_index=True) if point_parts else police_uk._empty_points()
     points["harm"] = points["crime_group"].map(hw).astype(float)
     if generated:
-        notes.append("Point positions are GENERATED (placed inside real LSOAs from real counts); "
-                     "they are not real locations.")
+        notes.append(
+            "Point positions are GENERATED (placed inside real LSOAs from real counts); "
+            "they are not real locations."
+        )
 
     # counts from points for groups no area table covers
     if len(points):
         from_points = points[~points["crime_group"].isin(list(count_sources))]
         if len(from_points):
-            agg = (from_points.groupby(["lsoa_code", "crime_group", "period"], as_index=False)
-                   .size().rename(columns={"size": "count"}))
+            agg = (
+                from_points.groupby(["lsoa_code", "crime_group", "period"], as_index=False)
+                .size()
+                .rename(columns={"size": "count"})
+            )
             agg["count"] = agg["count"].astype(float)
             count_parts.append(agg)
             for g in agg["crime_group"].unique():
                 count_sources[str(g)] = "police.uk points"
-    counts = (pd.concat(count_parts, ignore_index=True) if count_parts
-              else pd.DataFrame(columns=["lsoa_code", "crime_group", "period", "count"]))
-    counts = counts.groupby(["lsoa_code", "crime_group", "period"], as_index=False,
-                            sort=True)["count"].sum()
+    counts = (
+        pd.concat(count_parts, ignore_index=True)
+        if count_parts
+        else pd.DataFrame(columns=["lsoa_code", "crime_group", "period", "count"])
+    )
+    counts = counts.groupby(["lsoa_code", "crime_group", "period"], as_index=False, sort=True)[
+        "count"
+    ].sum()
 
     dep = pop = None
     s = settings.sources
     if s.deprivation:
         dep = area_tables.read_deprivation(
-            settings.path(s.deprivation.path), format=s.deprivation.format,
-            study_codes=study.index, quarantine=q, source="deprivation",
-            code_column=s.deprivation.code_column, columns=s.deprivation.columns,
-            measure=s.deprivation.measure)
+            settings.path(s.deprivation.path),
+            format=s.deprivation.format,
+            study_codes=study.index,
+            quarantine=q,
+            source="deprivation",
+            code_column=s.deprivation.code_column,
+            columns=s.deprivation.columns,
+            measure=s.deprivation.measure,
+        )
         progress(f"deprivation: {dep.shape[1]} domains for {len(dep)} LSOAs")
     if s.population:
         pop_map = None
         if s.population.vintage_lookup:
-            lk = area_tables.read_csv_checked(settings.path(s.population.vintage_lookup),
-                                              required=["LSOA11CD", "LSOA21CD"])
+            lk = area_tables.read_csv_checked(
+                settings.path(s.population.vintage_lookup), required=["LSOA11CD", "LSOA21CD"]
+            )
             to_col = "LSOA11CD" if study.index.isin(lk["LSOA11CD"]).mean() > 0.5 else "LSOA21CD"
             from_col = "LSOA21CD" if to_col == "LSOA11CD" else "LSOA11CD"
             pop_map = lookup_shares(lk, from_column=from_col, to_column=to_col)
         pop = area_tables.read_population(
-            settings.path(s.population.path), format=s.population.format,
-            study_codes=study.index, quarantine=q, source="population",
-            code_column=s.population.code_column, total_column=s.population.total_column,
-            young_columns=s.population.young_columns, code_map=pop_map)
+            settings.path(s.population.path),
+            format=s.population.format,
+            study_codes=study.index,
+            quarantine=q,
+            source="population",
+            code_column=s.population.code_column,
+            total_column=s.population.total_column,
+            young_columns=s.population.young_columns,
+            code_map=pop_map,
+        )
         progress(f"population: {pop['residents'].sum():,.0f} residents")
 
     wards = ward_polys = None
     if sa.wards:
-        lk = area_tables.read_csv_checked(settings.path(sa.wards.path), required=[
-            sa.wards.lsoa_column, sa.wards.ward_name_column])
-        wards = lk.drop_duplicates(sa.wards.lsoa_column).set_index(sa.wards.lsoa_column)[
-            sa.wards.ward_name_column].reindex(study.index)
+        lk = area_tables.read_csv_checked(
+            settings.path(sa.wards.path), required=[sa.wards.lsoa_column, sa.wards.ward_name_column]
+        )
+        wards = (
+            lk.drop_duplicates(sa.wards.lsoa_column)
+            .set_index(sa.wards.lsoa_column)[sa.wards.ward_name_column]
+            .reindex(study.index)
+        )
         if wards.isna().any():
             notes.append(f"{int(wards.isna().sum())} LSOAs have no ward in the lookup")
         if sa.wards.boundaries:
-            ward_polys = boundaries.read_layer(settings.path(sa.wards.boundaries),
-                                               columns=[sa.wards.boundaries_name_column])
+            ward_polys = boundaries.read_layer(
+                settings.path(sa.wards.boundaries), columns=[sa.wards.boundaries_name_column]
+            )
             ward_polys = ward_polys.rename(columns={sa.wards.boundaries_name_column: "ward_name"})
             ward_polys = ward_polys[ward_polys["ward_name"].isin(wards.dropna().unique())]
 
@@ -334,10 +393,23 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
     unreconciled = q.unreconciled()
     if unreconciled:  # a bug, not bad input: every reader must account for every row
         raise RuntimeError(f"rows do not reconcile for {unreconciled}")
-    return Inputs(study=study, study_report=report, points=points, counts=counts,
-                  count_sources=count_sources, deprivation=dep, population=pop, wards=wards,
-                  ward_polygons=ward_polys, other=other, quarantine=q, input_files=files,
-                  harm_weights=hw, points_generated=generated, notes=notes)
+    return Inputs(
+        study=study,
+        study_report=report,
+        points=points,
+        counts=counts,
+        count_sources=count_sources,
+        deprivation=dep,
+        population=pop,
+        wards=wards,
+        ward_polygons=ward_polys,
+        other=other,
+        quarantine=q,
+        input_files=files,
+        harm_weights=hw,
+        points_generated=generated,
+        notes=notes,
+    )
 
 
 def _best_fit(code_map: dict[str, dict[str, float]] | None) -> dict[str, str] | None:
@@ -346,8 +418,9 @@ def _best_fit(code_map: dict[str, dict[str, float]] | None) -> dict[str, str] | 
     return {a: max(t.items(), key=lambda kv: (kv[1], kv[0]))[0] for a, t in code_map.items()}
 
 
-def _read_other_points(settings: Settings, src, study: gpd.GeoDataFrame, q: Quarantine,
-                       pom: dict[str, str]) -> pd.Series:
+def _read_other_points(
+    settings: Settings, src, study: gpd.GeoDataFrame, q: Quarantine, pom: dict[str, str]
+) -> pd.Series:
     """Another agency's dated points -> weight per study LSOA in the current period."""
     path = settings.path(src.path)
     cols = [src.x_column, src.y_column] + [c for c in (src.date_column, src.weight_column) if c]
@@ -377,8 +450,12 @@ def _read_other_points(settings: Settings, src, study: gpd.GeoDataFrame, q: Quar
     if src.date_column:
         month = frame[src.date_column].astype(str).str.slice(0, 7)
         reject(~month.str.fullmatch(r"\d{4}-\d{2}").to_numpy(), "bad_date")
-        reject(~month.isin([m for m, p in pom.items() if p == settings.current_period.name])
-               .to_numpy(), "outside_period")
+        reject(
+            ~month.isin(
+                [m for m, p in pom.items() if p == settings.current_period.name]
+            ).to_numpy(),
+            "outside_period",
+        )
     pts = gpd.GeoSeries(gpd.points_from_xy(x.fillna(0), y.fillna(0)), crs=src.crs).to_crs(27700)
     tree_idx, poly_idx = study.sindex.query(pts.to_numpy(), predicate="within")
     where = np.full(len(frame), -1)
@@ -409,8 +486,9 @@ def current_points(settings: Settings, inputs: Inputs) -> pd.DataFrame:
 def wide_counts(counts: pd.DataFrame, period: str, lsoas: pd.Index) -> pd.DataFrame:
     """Counts of one period: one row per LSOA (all study LSOAs), one column per crime group."""
     sub = counts[counts["period"] == period]
-    wide = sub.pivot_table(index="lsoa_code", columns="crime_group", values="count",
-                           aggfunc="sum", fill_value=0.0)
+    wide = sub.pivot_table(
+        index="lsoa_code", columns="crime_group", values="count", aggfunc="sum", fill_value=0.0
+    )
     wide = wide.reindex(index=lsoas, fill_value=0.0)
     wide.columns = [str(c) for c in wide.columns]
     wide.index.name = "lsoa_code"
@@ -449,46 +527,68 @@ def build_index(settings: Settings, inputs: Inputs, progress: Progress = _quiet)
     if missing:
         inputs.notes.append(f"Weighted indicators without data (left out): {missing}")
     if not any(v > 0 for v in weights.values()):
-        raise InputError(settings.source_file, "none of the weighted indicators can be built "
-                         "from the inputs", column="index.weights",
-                         expected=f"some of {list(ind.columns)}")
-    res = composite.composite_index(ind, weights, normalisation=ix.normalisation,
-                                    aggregation=ix.aggregation, missing="neutral")
+        raise InputError(
+            settings.source_file,
+            "none of the weighted indicators can be built from the inputs",
+            column="index.weights",
+            expected=f"some of {list(ind.columns)}",
+        )
+    res = composite.composite_index(
+        ind, weights, normalisation=ix.normalisation, aggregation=ix.aggregation, missing="neutral"
+    )
     progress(f"index: {len(ind)} LSOAs, {len(res.effective_weights)} weighted indicators")
     mc = None
     u = settings.uncertainty
     if u.draws > 0:
         mc = uncertainty.monte_carlo(
-            counts, inputs.harm_weights, weights, build_kwargs=kwargs, draws=u.draws,
-            weight_spread=u.weight_spread, resample_counts=u.resample_counts,
-            seed=settings.pipeline.seed, normalisation=ix.normalisation,
-            aggregation=ix.aggregation, missing="neutral", top_fraction=u.top_fraction)
+            counts,
+            inputs.harm_weights,
+            weights,
+            build_kwargs=kwargs,
+            draws=u.draws,
+            weight_spread=u.weight_spread,
+            resample_counts=u.resample_counts,
+            seed=settings.pipeline.seed,
+            normalisation=ix.normalisation,
+            aggregation=ix.aggregation,
+            missing="neutral",
+            top_fraction=u.top_fraction,
+        )
         progress(f"uncertainty: {u.draws} Monte Carlo draws")
-    sens = uncertainty.drop_one_sensitivity(ind, weights, normalisation=ix.normalisation,
-                                            aggregation=ix.aggregation, missing="neutral")
+    sens = uncertainty.drop_one_sensitivity(
+        ind, weights, normalisation=ix.normalisation, aggregation=ix.aggregation, missing="neutral"
+    )
     previous = None
     if len(settings.periods) > 1:
         prev_name = settings.periods[-2].name
         prev_counts = wide_counts(inputs.counts, prev_name, lsoas)
         if prev_counts.to_numpy().sum() > 0:
             pts_prev = inputs.points[inputs.points["period"] == prev_name]
-            rp = indicators.repeat_location_share(pts_prev).reindex(lsoas) if len(pts_prev) \
-                else None
-            ind_prev = indicators.build_indicators(prev_counts, inputs.harm_weights,
-                                                   **{**kwargs, "repeat": rp})
+            rp = (
+                indicators.repeat_location_share(pts_prev).reindex(lsoas) if len(pts_prev) else None
+            )
+            ind_prev = indicators.build_indicators(
+                prev_counts, inputs.harm_weights, **{**kwargs, "repeat": rp}
+            )
             previous = composite.composite_index(
-                ind_prev, {k: v for k, v in weights.items() if k in ind_prev.columns},
-                normalisation=ix.normalisation, aggregation=ix.aggregation, missing="neutral")
+                ind_prev,
+                {k: v for k, v in weights.items() if k in ind_prev.columns},
+                normalisation=ix.normalisation,
+                aggregation=ix.aggregation,
+                missing="neutral",
+            )
     return IndexResult(indicators=ind, result=res, mc=mc, sensitivity=sens, previous=previous)
 
 
 # --------------------------------------------------------------------------- stage 5
-def find_hotspots(settings: Settings, inputs: Inputs, index: IndexResult,
-                  progress: Progress = _quiet) -> HotspotResult:
+def find_hotspots(
+    settings: Settings, inputs: Inputs, index: IndexResult, progress: Progress = _quiet
+) -> HotspotResult:
     """Gi* and local Moran on the chosen indicators; kernel density where points exist."""
     h = settings.hotspots
-    w, wrep = spatial_weights.build_weights(inputs.study, method=h.weights, k=h.k,
-                                            threshold=h.threshold_m)
+    w, wrep = spatial_weights.build_weights(
+        inputs.study, method=h.weights, k=h.k, threshold=h.threshold_m
+    )
     gi = {}
     seed = settings.pipeline.seed
     for name in h.indicators:
@@ -497,8 +597,9 @@ def find_hotspots(settings: Settings, inputs: Inputs, index: IndexResult,
             continue
         y = index.indicators[name].reindex(inputs.study.index).fillna(0.0)
         g = hotspots.gi_star(y, w, permutations=max(h.permutations, 1), seed=seed, fdr=h.fdr)
-        lm = hotspots.local_moran(y, w, permutations=max(h.permutations, 1), seed=seed,
-                                  fdr=h.fdr, alpha=h.alpha)
+        lm = hotspots.local_moran(
+            y, w, permutations=max(h.permutations, 1), seed=seed, fdr=h.fdr, alpha=h.alpha
+        )
         gi[name] = g.join(lm)
         hot = int((g["gi_bin"] >= 2).sum())
         progress(f"Gi* {name}: {hot} LSOAs hot at 95%+")
@@ -507,42 +608,68 @@ def find_hotspots(settings: Settings, inputs: Inputs, index: IndexResult,
     surfaces: dict[str, density.DensityGrid] = {}
     d = settings.density
     if len(pts) == 0:
-        note = ("Kernel density skipped: no point data in the current period (area-level counts "
-                "only).")
+        note = (
+            "Kernel density skipped: no point data in the current period (area-level counts only)."
+        )
     else:
         groups = [g for g in (d.groups or sorted(pts["crime_group"].unique())) if g != "total_harm"]
         surfaces = density.density_surfaces(
-            pts, groups=groups, bounds=tuple(inputs.study.total_bounds), cell_size=d.cell_size_m,
-            bandwidth=d.bandwidth_m, kernel=d.kernel,
-            mask_geometry=inputs.study.geometry.to_numpy(), include_total=True)
+            pts,
+            groups=groups,
+            bounds=tuple(inputs.study.total_bounds),
+            cell_size=d.cell_size_m,
+            bandwidth=d.bandwidth_m,
+            kernel=d.kernel,
+            mask_geometry=inputs.study.geometry.to_numpy(),
+            include_total=True,
+        )
         with_pts = sorted(pts["crime_group"].unique())
-        note = (f"Kernel density and micro-places from points ({per}) for "
-                f"{', '.join(GROUP_LABELS[g] for g in with_pts)}; other crime groups are "
-                "area-level counts only.")
+        note = (
+            f"Kernel density and micro-places from points ({per}) for "
+            f"{', '.join(GROUP_LABELS[g] for g in with_pts)}; other crime groups are "
+            "area-level counts only."
+        )
         if per != settings.current_period.name:
-            note += (f" The points do not reach the current period "
-                     f"({settings.current_period.name}): the latest period with points is used.")
+            note += (
+                f" The points do not reach the current period "
+                f"({settings.current_period.name}): the latest period with points is used."
+            )
         progress(f"density: {len(surfaces)} surfaces at {d.cell_size_m:g} m")
-    return HotspotResult(weights_report=wrep.as_dict(), gi=gi, surfaces=surfaces,
-                         density_note=note)
+    return HotspotResult(weights_report=wrep.as_dict(), gi=gi, surfaces=surfaces, density_note=note)
 
 
 # --------------------------------------------------------------------------- stage 6
-def choose_neighbourhoods(settings: Settings, inputs: Inputs, index: IndexResult,
-                          hot: HotspotResult, progress: Progress = _quiet) -> SelectionResult:
+def choose_neighbourhoods(
+    settings: Settings,
+    inputs: Inputs,
+    index: IndexResult,
+    hot: HotspotResult,
+    progress: Progress = _quiet,
+) -> SelectionResult:
     """The N priority neighbourhoods, their stability, controls, micro-places and trial."""
     sel = settings.selection
     study = inputs.study
     residents = inputs.population["residents"] if inputs.population is not None else None
     graph = selection.neighbour_graph(study.index, selection.queen_neighbours(study))
-    kw = dict(n=sel.n, min_lsoas=sel.min_lsoas, max_lsoas=sel.max_lsoas, residents=residents,
-              min_residents=sel.min_residents, max_residents=sel.max_residents,
-              threshold_quantile=sel.threshold_quantile, separate=sel.separate)
+    kw = dict(
+        n=sel.n,
+        min_lsoas=sel.min_lsoas,
+        max_lsoas=sel.max_lsoas,
+        residents=residents,
+        min_residents=sel.min_residents,
+        max_residents=sel.max_residents,
+        threshold_quantile=sel.threshold_quantile,
+        separate=sel.separate,
+    )
     score = index.result.score
     assignment = selection.select_neighbourhoods(study, score, neighbours=graph, **kw)
-    names = selection.name_neighbourhoods(assignment, ward_names=inputs.wards,
-                                          lsoa_names=study["lsoa_name"], residents=residents,
-                                          lsoas=study)
+    names = selection.name_neighbourhoods(
+        assignment,
+        ward_names=inputs.wards,
+        lsoa_names=study["lsoa_name"],
+        residents=residents,
+        lsoas=study,
+    )
     first_gi = next(iter(hot.gi.values()), None)
     attrs = pd.DataFrame(index=study.index)
     attrs["residents"] = residents if residents is not None else np.nan
@@ -552,29 +679,41 @@ def choose_neighbourhoods(settings: Settings, inputs: Inputs, index: IndexResult
     attrs["gi_bin"] = first_gi["gi_bin"] if first_gi is not None else 0
     for c in index.result.contributions.columns:
         attrs[f"contrib_{c}"] = index.result.contributions[c]
-    summary = selection.summarise_neighbourhoods(assignment, attrs, names=names)
+    labels = {c: indicators.indicator_spec(c).label for c in index.result.contributions.columns}
+    summary = selection.summarise_neighbourhoods(
+        assignment, attrs, names=names, driver_labels=labels
+    )
     polys = selection.dissolve_neighbourhoods(study, assignment)
     stab_lsoa = None
     if index.mc is not None:
         stability, stab_lsoa = selection.selection_stability(
-            index.mc.score_draws, assignment, lsoas=study, score=score, neighbours=graph,
-            fragile_below=settings.uncertainty.fragile_below, **kw)
+            index.mc.score_draws,
+            assignment,
+            lsoas=study,
+            score=score,
+            neighbours=graph,
+            fragile_below=settings.uncertainty.fragile_below,
+            **kw,
+        )
     else:
         stability = pd.DataFrame(index=summary.index)
     pers = None
     if index.previous is not None:
-        prev_assign = selection.select_neighbourhoods(study, index.previous.score,
-                                                      neighbours=graph, **kw)
+        prev_assign = selection.select_neighbourhoods(
+            study, index.previous.score, neighbours=graph, **kw
+        )
         pers = selection.persistence(assignment, prev_assign)
     trend = None
     if len(settings.periods) > 1:
         prev = wide_counts(inputs.counts, settings.periods[-2].name, study.index)
         cur = wide_counts(inputs.counts, settings.current_period.name, study.index)
         hw = pd.Series(inputs.harm_weights)
-        trend = (cur.mul(hw.reindex(cur.columns).fillna(0)).sum(axis=1)
-                 - prev.mul(hw.reindex(prev.columns).fillna(0)).sum(axis=1))
-    controls = selection.propose_controls(study, assignment, score=score, residents=residents,
-                                          pre_trend=trend, neighbours=graph)
+        trend = cur.mul(hw.reindex(cur.columns).fillna(0)).sum(axis=1) - prev.mul(
+            hw.reindex(prev.columns).fillna(0)
+        ).sum(axis=1)
+    controls = selection.propose_controls(
+        study, assignment, score=score, residents=residents, pre_trend=trend, neighbours=graph
+    )
     ctrl_assign = selection.control_assignment(controls, study.index)
     ctrl_polys = selection.dissolve_neighbourhoods(study, ctrl_assign)
     # micro-places inside each neighbourhood (points of the current period)
@@ -583,31 +722,60 @@ def choose_neighbourhoods(settings: Settings, inputs: Inputs, index: IndexResult
     if first_gi is not None:
         hot_lsoas = study[["geometry"]].join(first_gi[["gi_bin"]])
     micro_places = micro.micro_places(
-        pts, polys[["geometry"]], cell_size=settings.micro.cell_size_m,
-        top_n=settings.micro.top_n, hot_lsoas=hot_lsoas,
-        density=hot.surfaces.get("total_harm"), density_quantile=settings.micro.density_quantile)
+        pts,
+        polys[["geometry"]],
+        cell_size=settings.micro.cell_size_m,
+        top_n=settings.micro.top_n,
+        hot_lsoas=hot_lsoas,
+        density=hot.surfaces.get("total_harm"),
+        density_quantile=settings.micro.density_quantile,
+    )
     if settings.trial.units == "micro_places" and len(micro_places):
         units = micro_places[["cell_id", "neighbourhood_id", "harm"]].reset_index(drop=True)
-        trial = selection.allocate_trial(units, block_by="harm",
-                                         block_size=settings.trial.block_size,
-                                         seed=settings.pipeline.seed, unit_col="cell_id")
+        trial = selection.allocate_trial(
+            units,
+            block_by="harm",
+            block_size=settings.trial.block_size,
+            seed=settings.pipeline.seed,
+            unit_col="cell_id",
+        )
     else:
         units = summary.reset_index()[["neighbourhood_id", "total_harm"]]
-        trial = selection.allocate_trial(units, block_by="total_harm",
-                                         block_size=settings.trial.block_size,
-                                         seed=settings.pipeline.seed, unit_col="neighbourhood_id")
-    progress(f"selection: {int((summary.index > 0).sum())} neighbourhoods, "
-             f"{len(micro_places)} micro-places")
+        trial = selection.allocate_trial(
+            units,
+            block_by="total_harm",
+            block_size=settings.trial.block_size,
+            seed=settings.pipeline.seed,
+            unit_col="neighbourhood_id",
+        )
+    progress(
+        f"selection: {int((summary.index > 0).sum())} neighbourhoods, "
+        f"{len(micro_places)} micro-places"
+    )
     return SelectionResult(
-        assignment=assignment, summary=summary, polygons=polys, stability=stability,
-        lsoa_frequency=stab_lsoa, persistence=pers, controls=controls,
-        control_polygons=ctrl_polys, micro=micro_places, trial=trial,
-        rule=selection.describe_rule(**{k: v for k, v in kw.items() if k != "residents"}))
+        assignment=assignment,
+        summary=summary,
+        polygons=polys,
+        stability=stability,
+        lsoa_frequency=stab_lsoa,
+        persistence=pers,
+        controls=controls,
+        control_polygons=ctrl_polys,
+        micro=micro_places,
+        trial=trial,
+        rule=selection.describe_rule(**{k: v for k, v in kw.items() if k != "residents"}),
+    )
 
 
 # --------------------------------------------------------------------------- the run
-def run(settings: Settings, *, out_dir: Path | None = None, seed: int | None = None,
-        progress: Progress | None = None, write: bool = True) -> RunResult:
+def run(
+    settings: Settings,
+    *,
+    out_dir: Path | None = None,
+    seed: int | None = None,
+    progress: Progress | None = None,
+    write: bool = True,
+) -> RunResult:
     """Run every stage and write the outputs.
 
     Parameters
@@ -624,11 +792,12 @@ def run(settings: Settings, *, out_dir: Path | None = None, seed: int | None = N
         Write the outputs (False runs the computation only, for benchmarks and tests).
     """
     if seed is not None:
-        settings = settings.model_copy(update={
-            "pipeline": settings.pipeline.model_copy(update={"seed": seed})})
+        settings = settings.model_copy(
+            update={"pipeline": settings.pipeline.model_copy(update={"seed": seed})}
+        )
     say = progress or _quiet
     timings: dict[str, float] = {}
-    stages = ["ingest", "indicators", "index", "hotspots", "selection", "exports"]
+    stages = ["ingest", "indicators and index", "hot spots", "neighbourhoods", "exports"]
 
     def timed(i: int, name: str, fn, *args):
         t0 = time.perf_counter()
@@ -641,22 +810,38 @@ def run(settings: Settings, *, out_dir: Path | None = None, seed: int | None = N
     inputs = timed(1, "ingest", ingest, settings)
     index = timed(2, "indicators and index", build_index, settings, inputs)
     hot = timed(3, "hot spots", find_hotspots, settings, inputs, index)
-    chosen = timed(4, "priority neighbourhoods", choose_neighbourhoods, settings, inputs, index,
-                   hot)
+    chosen = timed(
+        4, "priority neighbourhoods", choose_neighbourhoods, settings, inputs, index, hot
+    )
     names = [p.name for p in settings.periods]
-    htab = harm.harm_table(inputs.counts, inputs.harm_weights,
-                           periods=names if len(names) > 1 else names * 2)
+    htab = harm.harm_table(
+        inputs.counts, inputs.harm_weights, periods=names if len(names) > 1 else names * 2
+    )
     conc = _concentration(settings, inputs, index)
     fv = None
     if settings.report.face_validity:
-        places = area_tables.read_csv_checked(settings.path(settings.report.face_validity),
-                                              required=["place"])
-        fv = face_validity.face_validity(places, _face_lsoas(inputs, index, hot, chosen),
-                                         chosen.summary,
-                                         neighbours=selection.queen_neighbours(inputs.study))
-    result = RunResult(settings=settings, inputs=inputs, index=index, hotspots=hot,
-                       selection=chosen, harm_table=htab, concentration=conc, timings=timings,
-                       points_period=points_period(settings, inputs), face_validity=fv)
+        places = area_tables.read_csv_checked(
+            settings.path(settings.report.face_validity), required=["place"]
+        )
+        fv = face_validity.face_validity(
+            places,
+            _face_lsoas(inputs, index, hot, chosen),
+            chosen.summary,
+            neighbours=selection.queen_neighbours(inputs.study),
+            top_share=1 - settings.selection.threshold_quantile,
+        )
+    result = RunResult(
+        settings=settings,
+        inputs=inputs,
+        index=index,
+        hotspots=hot,
+        selection=chosen,
+        harm_table=htab,
+        concentration=conc,
+        timings=timings,
+        points_period=points_period(settings, inputs),
+        face_validity=fv,
+    )
     if write:
         from .exports import bundle
 
@@ -666,14 +851,20 @@ def run(settings: Settings, *, out_dir: Path | None = None, seed: int | None = N
     return result
 
 
-def _face_lsoas(inputs: Inputs, index: IndexResult, hot: HotspotResult,
-                sel: SelectionResult) -> pd.DataFrame:
+def _face_lsoas(
+    inputs: Inputs, index: IndexResult, hot: HotspotResult, sel: SelectionResult
+) -> pd.DataFrame:
     res = index.result
-    out = pd.DataFrame({"lsoa_name": inputs.study["lsoa_name"],
-                        "ward_name": inputs.wards if inputs.wards is not None else "",
-                        "score": res.score, "rank": res.rank,
-                        "neighbourhood_id": sel.assignment,
-                        "top_drivers": composite.top_drivers(res.contributions)})
+    out = pd.DataFrame(
+        {
+            "lsoa_name": inputs.study["lsoa_name"],
+            "ward_name": inputs.wards if inputs.wards is not None else "",
+            "score": res.score,
+            "rank": res.rank,
+            "neighbourhood_id": sel.assignment,
+            "top_drivers": composite.top_drivers(res.contributions),
+        }
+    )
     first = next(iter(hot.gi.values()), None)
     if first is not None:
         out["gi_bin"] = first["gi_bin"]
@@ -682,18 +873,34 @@ def _face_lsoas(inputs: Inputs, index: IndexResult, hot: HotspotResult,
 
 def _concentration(settings: Settings, inputs: Inputs, index: IndexResult) -> pd.DataFrame:
     ind = index.indicators
-    per_lsoa = pd.DataFrame({"unit_label": ind.index, "harm": ind.get("harm_total", 0.0),
-                             "count": ind.get("crime_count", 0.0)})
+    per_lsoa = pd.DataFrame(
+        {
+            "unit_label": ind.index,
+            "harm": ind.get("harm_total", 0.0),
+            "count": ind.get("crime_count", 0.0),
+        }
+    )
     out = harm.concentration_summary(per_lsoa).assign(unit="LSOA")
     pts = current_points(settings, inputs)
     pts = pts[pts["crime_group"] != "asb"]
     if len(pts):
         cells = micro.cell_totals(pts, cell_size=settings.micro.cell_size_m)
-        per_cell = pd.DataFrame({"unit_label": cells.index.astype(str),
-                                 "harm": cells["harm"].to_numpy(),
-                                 "count": cells["n_records"].to_numpy()})
-        out = pd.concat([out, harm.concentration_summary(per_cell).assign(
-            unit=f"{settings.micro.cell_size_m:g} m cell (points only)")], ignore_index=True)
+        per_cell = pd.DataFrame(
+            {
+                "unit_label": cells.index.astype(str),
+                "harm": cells["harm"].to_numpy(),
+                "count": cells["n_records"].to_numpy(),
+            }
+        )
+        out = pd.concat(
+            [
+                out,
+                harm.concentration_summary(per_cell).assign(
+                    unit=f"{settings.micro.cell_size_m:g} m cell (points only)"
+                ),
+            ],
+            ignore_index=True,
+        )
     return out
 
 

@@ -26,11 +26,17 @@ CODES = ["E01000001", "E01000002", "E01000003", "E01000004"]
 @pytest.fixture
 def study() -> gpd.GeoDataFrame:
     """Four 1 km squares in south London, 2 x 2."""
-    geoms = [box(530000 + i * 1000, 160000 + j * 1000, 531000 + i * 1000, 161000 + j * 1000)
-             for j in range(2) for i in range(2)]
-    return gpd.GeoDataFrame({"lsoa_name": [f"Test 00{k}A" for k in range(1, 5)]},
-                            geometry=geoms, index=pd.Index(CODES, name="lsoa_code"),
-                            crs="EPSG:27700")
+    geoms = [
+        box(530000 + i * 1000, 160000 + j * 1000, 531000 + i * 1000, 161000 + j * 1000)
+        for j in range(2)
+        for i in range(2)
+    ]
+    return gpd.GeoDataFrame(
+        {"lsoa_name": [f"Test 00{k}A" for k in range(1, 5)]},
+        geometry=geoms,
+        index=pd.Index(CODES, name="lsoa_code"),
+        crs="EPSG:27700",
+    )
 
 
 def lonlat(x: float, y: float) -> tuple[str, str]:
@@ -38,12 +44,35 @@ def lonlat(x: float, y: float) -> tuple[str, str]:
     return f"{lon:.6f}", f"{lat:.6f}"
 
 
-def row(cid="", month="2025-01", x=530500.0, y=160500.0, code="E01000001",
-        ctype="Burglary", location="On or near High Street", lon=None, lat=None) -> str:
+def row(
+    cid="",
+    month="2025-01",
+    x=530500.0,
+    y=160500.0,
+    code="E01000001",
+    ctype="Burglary",
+    location="On or near High Street",
+    lon=None,
+    lat=None,
+) -> str:
     if lon is None:
         lon, lat = lonlat(x, y) if x is not None else ("", "")
-    return ",".join([cid, month, "Test Police", "Test Police", lon, lat, location, code,
-                     "Test 001A" if code else "", ctype, "Under investigation", ""])
+    return ",".join(
+        [
+            cid,
+            month,
+            "Test Police",
+            "Test Police",
+            lon,
+            lat,
+            location,
+            code,
+            "Test 001A" if code else "",
+            ctype,
+            "Under investigation",
+            "",
+        ]
+    )
 
 
 def hexid(i: int) -> str:
@@ -55,9 +84,15 @@ PERIODS = {f"2025-{m:02d}": "2025" for m in range(1, 13)}
 
 def read(path: Path, study, **kw) -> tuple[pd.DataFrame, Quarantine]:
     q = Quarantine()
-    pts = police_uk.read_police_uk(path, study=study, period_of_month=PERIODS,
-                                   crime_groups=source_mapping("police_uk"), quarantine=q,
-                                   source="police.uk", **kw)
+    pts = police_uk.read_police_uk(
+        path,
+        study=study,
+        period_of_month=PERIODS,
+        crime_groups=source_mapping("police_uk"),
+        quarantine=q,
+        source="police.uk",
+        **kw,
+    )
     return pts, q
 
 
@@ -70,9 +105,12 @@ def write_month(folder: Path, month: str, rows: list[str], *, force="test") -> P
 
 
 def test_good_rows_become_points_in_bng(tmp_path, study):
-    rows = [row(hexid(1)), row(hexid(2), x=531500, y=161500, code="E01000004",
-                               ctype="Violence and sexual offences"),
-            row("", ctype="Anti-social behaviour"), row("", ctype="Anti-social behaviour")]
+    rows = [
+        row(hexid(1)),
+        row(hexid(2), x=531500, y=161500, code="E01000004", ctype="Violence and sexual offences"),
+        row("", ctype="Anti-social behaviour"),
+        row("", ctype="Anti-social behaviour"),
+    ]
     write_month(tmp_path, "2025-01", rows)
     pts, q = read(tmp_path, study)
     assert len(pts) == 4
@@ -88,37 +126,45 @@ def test_bad_input_suite_reconciles_exactly(tmp_path, study):
     """Sixteen kinds of bad record; each counted under its reason, nothing lost."""
     far_x, far_y = 540000.0, 170000.0  # outside the study area
     jan = [
-        row(hexid(1)),                                               # good
-        row(hexid(2)),                                               # good
-        row(hexid(2)),                                               # duplicate_crime_id
-        row("", ctype="Anti-social behaviour"),                      # good (ASB, no ID)
-        row("", ctype="Anti-social behaviour"),                      # good (not a duplicate)
-        row(hexid(3), lon="", lat="", code=""),                      # no_coordinates
-        row(hexid(4), lon="abc", lat="51.3"),                        # bad_coordinates
-        row(hexid(5), lon="0.000000", lat="0.000000"),               # coordinates_out_of_range
-        row(hexid(6), code="X0100001"),                              # malformed_lsoa_code
-        row(hexid(7), code="E01099999", x=far_x, y=far_y),           # outside_study_area
-        row(hexid(8), code="", x=far_x, y=far_y),                    # outside_study_area (located)
-        row(hexid(9), code="", x=531500, y=160500),                  # good: located in ...002
-        row(hexid(10), x=531900, y=161900),                          # lsoa_mismatch (stated 001)
-        row(hexid(11), month="2025-13"),                             # malformed_month
-        row(hexid(12), month="2025-02"),                             # month_mismatch
-        row(hexid(13), ctype=""),                                    # missing_crime_type
-        row(hexid(14), ctype="Shoplifting and stuff"),               # unknown_crime_type
-        "only,three,fields",                                         # malformed_row
-        row(hexid(15)) + ",extra",                                   # malformed_row
-        row(hexid(16), location="<script>alert(1)</script>"),        # good; text kept as text
+        row(hexid(1)),  # good
+        row(hexid(2)),  # good
+        row(hexid(2)),  # duplicate_crime_id
+        row("", ctype="Anti-social behaviour"),  # good (ASB, no ID)
+        row("", ctype="Anti-social behaviour"),  # good (not a duplicate)
+        row(hexid(3), lon="", lat="", code=""),  # no_coordinates
+        row(hexid(4), lon="abc", lat="51.3"),  # bad_coordinates
+        row(hexid(5), lon="0.000000", lat="0.000000"),  # coordinates_out_of_range
+        row(hexid(6), code="X0100001"),  # malformed_lsoa_code
+        row(hexid(7), code="E01099999", x=far_x, y=far_y),  # outside_study_area
+        row(hexid(8), code="", x=far_x, y=far_y),  # outside_study_area (located)
+        row(hexid(9), code="", x=531500, y=160500),  # good: located in ...002
+        row(hexid(10), x=531900, y=161900),  # lsoa_mismatch (stated 001)
+        row(hexid(11), month="2025-13"),  # malformed_month
+        row(hexid(12), month="2025-02"),  # month_mismatch
+        row(hexid(13), ctype=""),  # missing_crime_type
+        row(hexid(14), ctype="Shoplifting and stuff"),  # unknown_crime_type
+        "only,three,fields",  # malformed_row
+        row(hexid(15)) + ",extra",  # malformed_row
+        row(hexid(16), location="<script>alert(1)</script>"),  # good; text kept as text
     ]
     write_month(tmp_path, "2025-01", jan)
     write_month(tmp_path, "2024-12", [row(hexid(20), month="2024-12")])  # outside_period
-    write_month(tmp_path, "2025-02", [row(hexid(1), month="2025-02")])   # duplicate across files
+    write_month(tmp_path, "2025-02", [row(hexid(1), month="2025-02")])  # duplicate across files
     pts, q = read(tmp_path, study, tolerance_m=150.0)
     t = q.tallies["police.uk"]
     expected = {
-        "duplicate_crime_id": 2, "no_coordinates": 1, "bad_coordinates": 1,
-        "coordinates_out_of_range": 1, "malformed_lsoa_code": 1, "outside_study_area": 2,
-        "lsoa_mismatch": 1, "malformed_month": 1, "month_mismatch": 1,
-        "missing_crime_type": 1, "unknown_crime_type": 1, "malformed_row": 2,
+        "duplicate_crime_id": 2,
+        "no_coordinates": 1,
+        "bad_coordinates": 1,
+        "coordinates_out_of_range": 1,
+        "malformed_lsoa_code": 1,
+        "outside_study_area": 2,
+        "lsoa_mismatch": 1,
+        "malformed_month": 1,
+        "month_mismatch": 1,
+        "missing_crime_type": 1,
+        "unknown_crime_type": 1,
+        "malformed_row": 2,
         "outside_period": 1,
     }
     assert t.rejected == expected
@@ -176,9 +222,16 @@ def test_structural_errors_name_file_and_column(tmp_path, study):
 def test_study_area_errors(tmp_path, study):
     path = tmp_path / "lsoas.gpkg"
     study.reset_index().rename(columns={"lsoa_code": "LSOA21CD", "lsoa_name": "LSOA21NM"}).assign(
-        LAD22CD="E09000008").to_file(path)
-    kw = dict(layer=None, code_column="LSOA21CD", name_column="LSOA21NM",
-              lad_code_column="LAD22CD", lad_name_column=None, lad_names=[])
+        LAD22CD="E09000008"
+    ).to_file(path)
+    kw = dict(
+        layer=None,
+        code_column="LSOA21CD",
+        name_column="LSOA21NM",
+        lad_code_column="LAD22CD",
+        lad_name_column=None,
+        lad_names=[],
+    )
     got, rep = boundaries.load_study_area(path, lad_codes=["E09000008"], **kw)
     assert list(got.index) == CODES and got.crs.to_epsg() == 27700
     with pytest.raises(InputError, match="study area is empty"):
@@ -189,7 +242,8 @@ def test_study_area_errors(tmp_path, study):
     # no CRS: a GeoJSON-less shapefile without .prj
     shp = tmp_path / "nocrs.shp"
     study.reset_index().rename(columns={"lsoa_code": "LSOA21CD", "lsoa_name": "LSOA21NM"}).set_crs(
-        None, allow_override=True).to_file(shp)
+        None, allow_override=True
+    ).to_file(shp)
     with pytest.raises(InputError, match="coordinate reference system"):
         boundaries.load_study_area(shp, lad_codes=[], **{**kw, "lad_code_column": None})
 
@@ -197,10 +251,18 @@ def test_study_area_errors(tmp_path, study):
 def test_reprojection_from_wgs84_geojson(tmp_path, study):
     path = tmp_path / "lsoas.geojson"
     study.reset_index().rename(columns={"lsoa_code": "LSOA21CD", "lsoa_name": "LSOA21NM"}).to_crs(
-        4326).to_file(path)
-    got, _ = boundaries.load_study_area(path, layer=None, code_column="LSOA21CD",
-                                        name_column="LSOA21NM", lad_code_column=None,
-                                        lad_name_column=None, lad_codes=[], lad_names=[])
+        4326
+    ).to_file(path)
+    got, _ = boundaries.load_study_area(
+        path,
+        layer=None,
+        code_column="LSOA21CD",
+        name_column="LSOA21NM",
+        lad_code_column=None,
+        lad_name_column=None,
+        lad_codes=[],
+        lad_names=[],
+    )
     assert np.allclose(got.total_bounds, study.total_bounds, atol=0.5)
 
 
@@ -211,29 +273,71 @@ def met_monthly(rows: list[list[str]]) -> str:
 
 def test_met_monthly_bad_rows(tmp_path, study):
     lines = [
-        ["E01000001", "Test 001A", "E09000008", "BURGLARY", "RES BURGLARY OF A HOME", "1", "2", "3"],
-        ["E01000001", "Test 001A", "E09000008", "VIOLENCE AGAINST THE PERSON",
-         "VIOLENCE WITH INJURY", "4", "0", "1"],
-        ["E01000001", "Test 001A", "E09000008", "BURGLARY", "RES BURGLARY OF A HOME", "1", "1",
-         "1"],                                                                 # duplicate
+        [
+            "E01000001",
+            "Test 001A",
+            "E09000008",
+            "BURGLARY",
+            "RES BURGLARY OF A HOME",
+            "1",
+            "2",
+            "3",
+        ],
+        [
+            "E01000001",
+            "Test 001A",
+            "E09000008",
+            "VIOLENCE AGAINST THE PERSON",
+            "VIOLENCE WITH INJURY",
+            "4",
+            "0",
+            "1",
+        ],
+        [
+            "E01000001",
+            "Test 001A",
+            "E09000008",
+            "BURGLARY",
+            "RES BURGLARY OF A HOME",
+            "1",
+            "1",
+            "1",
+        ],  # duplicate
         ["E01000002", "Test 002A", "E09000008", "THEFT", "OTHER THEFT", "x", "0", "0"],  # bad
         ["E01000002", "Test 002A", "E09000008", "THEFT", "SHOPLIFTING", "-1", "0", "0"],  # neg
         ["E01000003", "Test 003A", "E09000008", "MADE UP", "THING", "1", "0", "0"],  # unknown
-        ["E01099999", "Else 001A", "E09000001", "ROBBERY", "ROBBERY OF PERSONAL PROPERTY", "5",
-         "0", "0"],                                                            # outside
+        [
+            "E01099999",
+            "Else 001A",
+            "E09000001",
+            "ROBBERY",
+            "ROBBERY OF PERSONAL PROPERTY",
+            "5",
+            "0",
+            "0",
+        ],  # outside
         ["E0100X", "Bad", "E09000008", "ROBBERY", "ROBBERY OF PERSONAL PROPERTY", "1", "0", "0"],
     ]
     p = tmp_path / "met.csv"
     p.write_text(met_monthly(lines))
     q = Quarantine()
-    counts = area_tables.read_met_monthly(p, study_codes=study.index,
-                                          period_of_month={"2025-01": "A", "2025-02": "A"},
-                                          major_groups=source_mapping("met_major"), quarantine=q,
-                                          source="met")
+    counts = area_tables.read_met_monthly(
+        p,
+        study_codes=study.index,
+        period_of_month={"2025-01": "A", "2025-02": "A"},
+        major_groups=source_mapping("met_major"),
+        quarantine=q,
+        source="met",
+    )
     t = q.tallies["met"]
-    assert t.rejected == {"duplicate_area_row": 1, "bad_count": 1, "negative_count": 1,
-                          "unknown_crime_type": 1, "outside_study_area": 1,
-                          "malformed_lsoa_code": 1}
+    assert t.rejected == {
+        "duplicate_area_row": 1,
+        "bad_count": 1,
+        "negative_count": 1,
+        "unknown_crime_type": 1,
+        "outside_study_area": 1,
+        "malformed_lsoa_code": 1,
+    }
     assert t.rows_read == 8 and t.rows_used == 2 and t.reconciles
     got = counts.set_index("crime_group")["count"]
     assert got["burglary"] == 3.0 and got["violence"] == 4.0  # March is outside the period
@@ -245,15 +349,24 @@ def test_real_met_monthly_croydon(study):
     path = SHARED / "london/crime_lsoa_monthly/MPS_LSOA_Level_Crime_2024-02_to_2026-02.csv"
     if not path.exists():
         pytest.skip("../shared/data/raw not present")
-    lsoas = gpd.read_file(SHARED / "london/boundaries/london-2021-lsoa-gen20.shp",
-                          where="LAD22CD = 'E09000008'")
+    lsoas = gpd.read_file(
+        SHARED / "london/boundaries/london-2021-lsoa-gen20.shp", where="LAD22CD = 'E09000008'"
+    )
     codes = pd.Index(sorted(lsoas["LSOA21CD"]))
-    pom = {f"{y}-{m:02d}": "2024/25" for y, ms in ((2024, range(3, 13)), (2025, range(1, 3)))
-           for m in ms}
+    pom = {
+        f"{y}-{m:02d}": "2024/25"
+        for y, ms in ((2024, range(3, 13)), (2025, range(1, 3)))
+        for m in ms
+    }
     q = Quarantine()
-    counts = area_tables.read_met_monthly(path, study_codes=codes, period_of_month=pom,
-                                          major_groups=source_mapping("met_major"), quarantine=q,
-                                          source="met")
+    counts = area_tables.read_met_monthly(
+        path,
+        study_codes=codes,
+        period_of_month=pom,
+        major_groups=source_mapping("met_major"),
+        quarantine=q,
+        source="met",
+    )
     t = q.tallies["met"]
     assert t.reconciles and t.rows_read == 105_620
     assert counts["lsoa_code"].nunique() == 229
@@ -267,15 +380,18 @@ def test_real_deprivation_and_population():
     census = SHARED / "census2021/census2021_usual_residents_lsoa21_by_age6.csv.gz"
     if not iod.exists():
         pytest.skip("../shared/data/raw not present")
-    lsoas = gpd.read_file(SHARED / "london/boundaries/london-2021-lsoa-gen20.shp",
-                          where="LAD22CD = 'E09000008'")
+    lsoas = gpd.read_file(
+        SHARED / "london/boundaries/london-2021-lsoa-gen20.shp", where="LAD22CD = 'E09000008'"
+    )
     codes = pd.Index(sorted(lsoas["LSOA21CD"]))
     q = Quarantine()
-    dep = area_tables.read_deprivation(iod, format="humaniverse", study_codes=codes,
-                                       quarantine=q, source="iod")
+    dep = area_tables.read_deprivation(
+        iod, format="humaniverse", study_codes=codes, quarantine=q, source="iod"
+    )
     assert list(dep.columns) == [f"dep_{d}" for d in area_tables.IOD_DOMAINS]
     assert len(dep) == 229 and q.tallies["iod"].reconciles
-    pop = area_tables.read_population(census, format="census_age_long", study_codes=codes,
-                                      quarantine=q, source="pop")
+    pop = area_tables.read_population(
+        census, format="census_age_long", study_codes=codes, quarantine=q, source="pop"
+    )
     assert round(pop["residents"].sum()) == 390_732
     assert (pop["young"] < pop["residents"]).all()

@@ -65,7 +65,9 @@ def _neighbourhoods_layer(r: RunResult) -> gpd.GeoDataFrame:
     sel = r.selection
     table = sel.summary.copy()
     if len(sel.stability):
-        table = table.join(sel.stability, rsuffix="_stability")
+        table = table.join(
+            sel.stability.drop(columns=[c for c in sel.stability.columns if c in table.columns])
+        )
     if sel.persistence is not None:
         table = table.join(sel.persistence[["share_priority_before", "also_priority_before"]])
     geo = sel.polygons[["geometry"]].join(table, how="inner")
@@ -85,8 +87,7 @@ def _hotspots_layer(r: RunResult) -> gpd.GeoDataFrame:
         parts.append(part.reset_index())
     if not parts:
         return gpd.GeoDataFrame({"lsoa_code": [], "indicator": []}, geometry=[], crs=study.crs)
-    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry",
-                            crs=study.crs)
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=study.crs)
 
 
 def _controls_layer(r: RunResult) -> gpd.GeoDataFrame:
@@ -132,7 +133,7 @@ def field_descriptions(layers: dict[str, pd.DataFrame]) -> dict[str, dict[str, s
             prefix = ""
             for p, text in (("norm_", "Normalised: "), ("contrib_", "Contribution to score: ")):
                 if col.startswith(p):
-                    base, prefix = col[len(p):], text
+                    base, prefix = col[len(p) :], text
             if base in common and not prefix:
                 d[col] = common[base]
                 continue
@@ -144,7 +145,8 @@ def field_descriptions(layers: dict[str, pd.DataFrame]) -> dict[str, dict[str, s
                     d[col] = REASONS[col]
         out[name] = d
     out.setdefault("rejected_records", {})["reason"] = "; ".join(
-        f"{k}: {v}" for k, v in REASONS.items())
+        f"{k}: {v}" for k, v in REASONS.items()
+    )
     return out
 
 
@@ -185,15 +187,25 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         "priority_index_version": __version__,
         "seed": str(s.pipeline.seed),
         "config_toml": s.toml_text,
-        "inputs": "\n".join(f"{relative(p, s.base_dir)} sha256={_sha(p)}"
-                            for p in r.inputs.input_files),
+        "inputs": "\n".join(
+            f"{relative(p, s.base_dir)} sha256={_sha(p)}" for p in r.inputs.input_files
+        ),
+        # GeoPackage timestamps: the day after the current period, so that identical inputs give
+        # identical files (the run's own timestamp is in manifest.json run_info)
+        "run_date": (pd.Period(s.current_period.end, freq="M") + 1).start_time.strftime(
+            "%Y-%m-%dT00:00:00Z"
+        ),
         "licence": "Contains public sector information licensed under the Open Government "
-                   "Licence v3.0. Contains OS data (c) Crown copyright and database right.",
+        "Licence v3.0. Contains OS data (c) Crown copyright and database right.",
     }
     geopackage.write_geopackage(
-        out / GPKG, layers, styles=styles.default_styles(layers),
-        field_descriptions=field_descriptions(layers), layer_descriptions=layer_desc,
-        metadata=gpkg_meta)
+        out / GPKG,
+        layers,
+        styles=styles.default_styles(layers),
+        field_descriptions=field_descriptions(layers),
+        layer_descriptions=layer_desc,
+        metadata=gpkg_meta,
+    )
     written[GPKG] = out / GPKG
     progress(f"{GPKG}: {len(layers)} layers")
 
@@ -201,7 +213,7 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         name = "harm" if key == "total_harm" else key
         path = out / f"density_{name}.tif"
         label = "all crime, weighted by harm" if key == "total_harm" else GROUP_LABELS.get(key, key)
-        rasters.write_cog(grid, path, description=f"Kernel density: {label}")
+        rasters.write_cog(grid, path, description=f"Kernel density: {label}", min_overview_size=32)
         written[path.name] = path
         if path.with_suffix(".qml").exists():
             written[path.with_suffix(".qml").name] = path.with_suffix(".qml")
@@ -212,13 +224,27 @@ def write_all(r: RunResult, out: Path, progress) -> None:
     web_lsoas = lsoa_index.set_index("lsoa_code")
     nb = neighbourhoods.set_index("neighbourhood_id")
     title = s.pipeline.title or s.pipeline.name
-    html = maps.overview_map(web_lsoas, neighbourhoods=nb, micro_places=micro, density=dens,
-                             title=title, basemap=s.maps.basemap,
-                             simplify_tolerance=s.maps.simplify_m)
+    html = maps.overview_map(
+        web_lsoas,
+        neighbourhoods=nb,
+        micro_places=micro,
+        density=dens,
+        title=title,
+        basemap=s.maps.basemap,
+        simplify_tolerance=s.maps.simplify_m,
+    )
     maps.write_map(html, maps_dir / "overview.html")
     written["maps/overview.html"] = maps_dir / "overview.html"
     for nid in nb.index:
-        html = maps.neighbourhood_map(int(nid), web_lsoas, nb, micro, density=dens)
+        html = maps.neighbourhood_map(
+            int(nid),
+            web_lsoas,
+            nb,
+            micro,
+            density=dens,
+            basemap=s.maps.basemap,
+            simplify_tolerance=s.maps.simplify_m,
+        )
         p = maps_dir / f"neighbourhood_{int(nid)}.html"
         maps.write_map(html, p)
         written[f"maps/{p.name}"] = p
@@ -243,16 +269,21 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
         written[name] = path
 
-    rep = report.render_report(_report_data(r, lsoa_index, neighbourhoods))
+    rep = report.render_report(_report_data(r, lsoa_index, neighbourhoods), top_n=s.report.top_n)
     report.write_report(rep, out / "report.html")
     written["report.html"] = out / "report.html"
 
     outputs = {k: {"bytes": p.stat().st_size, "sha256": _sha(p)} for k, p in written.items()}
     manifest = build_manifest(
-        pipeline={"name": s.pipeline.name, "title": s.pipeline.title,
-                  "file": relative(s.source_file, s.base_dir.parent)},
-        inputs=[{"path": relative(p, s.base_dir.parent), "sha256": _sha(p),
-                 "bytes": _size(p)} for p in r.inputs.input_files],
+        pipeline={
+            "name": s.pipeline.name,
+            "title": s.pipeline.title,
+            "file": relative(s.source_file, s.base_dir.parent),
+        },
+        inputs=[
+            {"path": relative(p, s.base_dir.parent), "sha256": _sha(p), "bytes": _size(p)}
+            for p in r.inputs.input_files
+        ],
         settings=s.model_dump(mode="json"),
         seed=s.pipeline.seed,
         counts=stage_counts(r, layers),
@@ -271,31 +302,43 @@ def stage_counts(r: RunResult, layers: dict[str, pd.DataFrame]) -> dict:
         "study_area": r.inputs.study_report,
         "join": {
             "points_in_study_area": int(len(pts)),
-            "points_by_group": {str(k): int(v) for k, v in
-                                pts["crime_group"].value_counts().sort_index().items()},
+            "points_by_group": {
+                str(k): int(v) for k, v in pts["crime_group"].value_counts().sort_index().items()
+            },
             "count_source_by_group": dict(sorted(r.inputs.count_sources.items())),
-            "offences_by_period": {str(k): float(v) for k, v in
-                                   r.inputs.counts.groupby("period")["count"].sum().items()},
+            "offences_by_period": {
+                str(k): float(v)
+                for k, v in r.inputs.counts.groupby("period")["count"].sum().items()
+            },
         },
-        "indicators": {"lsoas": int(len(r.index.indicators)),
-                       "indicators": list(r.index.indicators.columns)},
-        "index": {"effective_weights": {k: round(float(v), 6) for k, v in
-                                        r.index.result.effective_weights.items()},
-                  "monte_carlo_draws": r.settings.uncertainty.draws if r.index.mc else 0},
-        "hotspots": {"weights": r.hotspots.weights_report,
-                     "hot_95": {k: int((g["gi_bin"] >= 2).sum()) for k, g in
-                                r.hotspots.gi.items()},
-                     "density_surfaces": sorted(r.hotspots.surfaces),
-                     "density_note": r.hotspots.density_note},
-        "selection": {"neighbourhoods": int(len(r.selection.summary)),
-                      "lsoas_selected": int((r.selection.assignment > 0).sum()),
-                      "micro_places": int(len(r.selection.micro))},
+        "indicators": {
+            "lsoas": int(len(r.index.indicators)),
+            "indicators": list(r.index.indicators.columns),
+        },
+        "index": {
+            "effective_weights": {
+                k: round(float(v), 6) for k, v in r.index.result.effective_weights.items()
+            },
+            "monte_carlo_draws": r.settings.uncertainty.draws if r.index.mc else 0,
+        },
+        "hotspots": {
+            "weights": r.hotspots.weights_report,
+            "hot_95": {k: int((g["gi_bin"] >= 2).sum()) for k, g in r.hotspots.gi.items()},
+            "density_surfaces": sorted(r.hotspots.surfaces),
+            "density_note": r.hotspots.density_note,
+        },
+        "selection": {
+            "neighbourhoods": int(len(r.selection.summary)),
+            "lsoas_selected": int((r.selection.assignment > 0).sum()),
+            "micro_places": int(len(r.selection.micro)),
+        },
         "exports": {name: int(len(f)) for name, f in layers.items()},
     }
 
 
-def _report_data(r: RunResult, lsoa_index: gpd.GeoDataFrame,
-                 neighbourhoods: gpd.GeoDataFrame) -> report.ReportData:
+def _report_data(
+    r: RunResult, lsoa_index: gpd.GeoDataFrame, neighbourhoods: gpd.GeoDataFrame
+) -> report.ReportData:
     return report.build_report_data(r, lsoa_index, neighbourhoods)
 
 
@@ -309,5 +352,3 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return int(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
     return int(path.stat().st_size)
-
-

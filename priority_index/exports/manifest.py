@@ -15,9 +15,25 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ["priority-index", "numpy", "pandas", "pyarrow", "geopandas", "pyogrio", "shapely",
-            "pyproj", "rasterio", "scipy", "libpysal", "esda", "scikit-learn", "folium",
-            "branca", "matplotlib", "pydantic"]
+PACKAGES = [
+    "priority-index",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "geopandas",
+    "pyogrio",
+    "shapely",
+    "pyproj",
+    "rasterio",
+    "scipy",
+    "libpysal",
+    "esda",
+    "scikit-learn",
+    "folium",
+    "branca",
+    "matplotlib",
+    "pydantic",
+]
 
 
 def versions() -> dict[str, str]:
@@ -77,8 +93,9 @@ def build_manifest(
 def write_json(data: Any, path: Path) -> None:
     """Write JSON (sorted keys off, 2-space indent, UTF-8) atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 

@@ -516,19 +516,20 @@ def read_population(
     if code_map:
         pairs = pd.DataFrame(
             [(a, b, s) for a, targets in code_map.items() for b, s in targets.items()],
-            columns=["from_code", "lsoa_code", "share"],
+            columns=["from_code", "to_code", "share"],
         )
-        moved = wide.join(pairs.set_index("from_code"), how="inner")
+        pairs = pairs[pairs["to_code"].isin(study_codes)]
+        native = wide[wide.index.isin(study_codes)]
+        moved = wide.rename_axis("from_code").join(pairs.set_index("from_code"), how="inner")
         moved = moved.assign(
             residents=moved["residents"] * moved["share"], young=moved["young"] * moved["share"]
         )
-        native = wide[wide.index.isin(study_codes)]
-        carried = moved.groupby("lsoa_code")[["residents", "young"]].sum()
+        carried = moved.groupby("to_code")[["residents", "young"]].sum().rename_axis("lsoa_code")
         carried = carried[~carried.index.isin(native.index)]
         tally = quarantine.tally(source)
         tally.files += 1
         tally.rows_read += len(wide)
-        used = wide.index.isin(study_codes) | wide.index.isin(moved.index)
+        used = wide.index.isin(study_codes) | wide.index.isin(pairs["from_code"])
         tally.rows_used += int(used.sum())
         if (~used).sum():
             tally.rejected["outside_study_area"] = int((~used).sum())

@@ -395,7 +395,17 @@ def _validate(
             "unknown_lsoa_code",
             "LSOA code=" + code,
         )
-    reject(in_study < 0, "outside_study_area", "LSOA code=" + code)
+    # another area's records in a force-wide file: counted exactly, summarised per file
+    elsewhere = (in_study < 0) & alive
+    if elsewhere.any():
+        quarantine.reject_summary(
+            source,
+            name,
+            "outside_study_area",
+            lines[elsewhere],
+            detail="LSOA codes outside the study area",
+        )
+        alive &= ~elsewhere
 
     per = month.map(period_of_month)
     reject(per.isna().to_numpy(), "outside_period", "Month=" + month)

@@ -40,6 +40,7 @@ COLUMNS = [
     "source",
     "file",
     "line",
+    "n_records",
     "reason",
     "detail",
     "crime_id",
@@ -141,8 +142,34 @@ class Quarantine:
         part["detail"] = (
             detail if isinstance(detail, str) else np.asarray(detail, dtype=object).astype(str)
         )
-        for col in COLUMNS[5:]:
+        part["n_records"] = 1
+        for col in COLUMNS[6:]:
             part[col] = rows[col].to_numpy(dtype=object) if col in rows else None
+        self._parts.append(part)
+        t = self.tally(source)
+        t.rejected[reason] = t.rejected.get(reason, 0) + n
+
+    def reject_summary(
+        self, source: str, file: str, reason: str, lines: np.ndarray, *, detail: str = ""
+    ) -> None:
+        """Quarantine many rows of one file as one summary row (``n_records`` > 1).
+
+        Used for rows that are not faulty but belong elsewhere (another area's records in a
+        force-wide file): they are counted exactly, and the summary names the file and the first
+        and last line, without listing hundreds of thousands of rows one by one.
+        """
+        if reason not in REASONS:
+            raise KeyError(f"unknown rejection reason {reason!r}")
+        n = len(lines)
+        if n == 0:
+            return
+        part = pd.DataFrame({c: [None] for c in COLUMNS})
+        part["source"], part["file"], part["reason"] = source, file, reason
+        part["line"] = int(np.min(lines))
+        part["n_records"] = n
+        part["detail"] = f"{n:,} rows (lines {int(np.min(lines))}-{int(np.max(lines))})" + (
+            f": {detail}" if detail else ""
+        )
         self._parts.append(part)
         t = self.tally(source)
         t.rejected[reason] = t.rejected.get(reason, 0) + n
@@ -155,8 +182,10 @@ class Quarantine:
             )
         out = pd.concat(self._parts, ignore_index=True)
         for col in COLUMNS:
-            if col != "line":
+            if col not in ("line", "n_records"):
                 out[col] = out[col].astype("str").where(out[col].notna(), None)
+        out["line"] = out["line"].astype("int64")
+        out["n_records"] = out["n_records"].astype("int64")
         return out.sort_values(["source", "file", "line", "reason"], kind="stable").reset_index(
             drop=True
         )

@@ -1,0 +1,1 @@
+"""Benchmarks of the Priority Localities Index (``make bench``; see :mod:`benchmarks.run`)."""

@@ -1,0 +1,1468 @@
+"""HTML hot-spot maps for patrol planners that open with no network.
+
+Two builders return a whole HTML page as a string:
+
+- :func:`overview_map`: the borough, with toggleable layers for the index deciles, Gi* hot and
+  cold spots, the harm density surface, the priority neighbourhoods and their micro-places;
+- :func:`neighbourhood_map`: one priority neighbourhood, zoomed to it, its micro-places
+  numbered in patrol order beside a printable table.
+
+Leaflet and jQuery are inlined from installed packages (see :mod:`.offline_assets`), so every
+layer draws offline; the OpenStreetMap basemap appears only when a network is reachable and the
+borough outline gives context without it. Geometry is simplified as a coverage (shared
+boundaries stay shared) and coordinates rounded. Text from the data is HTML-escaped before it
+reaches the page. The same inputs give byte-identical pages. Only :func:`write_map` touches
+paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import io
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import branca.element
+import folium
+import geopandas as gpd
+import matplotlib
+import matplotlib.colors
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import shapely
+import shapely.errors
+import shapely.geometry
+from affine import Affine
+from folium.template import Template
+from pyproj import CRS, Transformer
+from rasterio import warp
+from rasterio.enums import Resampling
+
+from priority_index.exports.offline_assets import render_offline
+
+__all__ = [
+    "DECILE_COLOURS",
+    "GI_CLASSES",
+    "LAYERS",
+    "density_png",
+    "neighbourhood_map",
+    "neighbourhood_maps",
+    "overview_map",
+    "web_geometries",
+    "write_map",
+]
+
+BNG = "EPSG:27700"
+WEB_MERCATOR = "EPSG:3857"
+WGS84 = "EPSG:4326"
+
+#: Gi* confidence bins (ArcGIS convention) with their labels and the familiar ArcGIS colours.
+GI_CLASSES: dict[int, tuple[str, str]] = {
+    3: ("Hot spot, 99% confidence", "#d62f27"),
+    2: ("Hot spot, 95% confidence", "#ed7551"),
+    1: ("Hot spot, 90% confidence", "#fab984"),
+    0: ("Not significant", "#ffffbf"),
+    -1: ("Cold spot, 90% confidence", "#c0ccbe"),
+    -2: ("Cold spot, 95% confidence", "#849eba"),
+    -3: ("Cold spot, 99% confidence", "#4575b5"),
+}
+
+#: Overview layers, by key, with the names shown in the layer control.
+LAYERS: dict[str, str] = {
+    "deciles": "Index decile (1 = top 10%)",
+    "gi": "Gi* hot and cold spots",
+    "density": "Density surface",
+    "neighbourhoods": "Priority neighbourhoods",
+    "micro_places": "Micro-places (patrol cells)",
+}
+
+_LSOA_COLUMNS = ("lsoa_name", "score", "rank", "decile")
+_NEIGHBOURHOOD_COLUMNS = ("name",)
+_MICRO_COLUMNS = (
+    "neighbourhood_id",
+    "patrol_rank",
+    "cell_id",
+    "n_records",
+    "harm",
+    "harm_share",
+    "crime_types",
+    "top_location",
+)
+
+_DECILE_CMAP = "PuRd"
+_DENSITY_CMAP = "YlOrRd"
+_NEIGHBOURHOOD_COLOUR = "#1b1b1b"
+_MICRO_FILL = "#ffe14d"
+_MICRO_LINE = "#3b2a00"
+_NO_TIME_NOTE = (
+    "police.uk records give the month of each crime, not the time of day, so no patrol times "
+    "are suggested."
+)
+
+#: A density surface: ``(values, transform)``, ``(values, transform, crs)``, or an object with
+#: ``values``, ``transform`` and ``crs`` attributes (such as ``priority_index.density
+#: .DensityGrid``); values north-up, NaN where there is no value, EPSG:27700 unless given.
+DensityLike = tuple[np.ndarray, Affine] | tuple[np.ndarray, Affine, Any] | Any
+
+
+# --------------------------------------------------------------------------------------------
+# Text and numbers
+
+
+def _esc(value: Any) -> str:
+    """Text from data, safe inside HTML and inside folium's JavaScript template literals."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | set | np.ndarray):
+        value = ", ".join(str(v) for v in value)
+    elif not isinstance(value, str) and pd.isna(value):
+        return ""
+    text = _html.escape(str(value), quote=True)
+    return text.replace("\\", "&#92;").replace("`", "&#96;").replace("$", "&#36;")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _fmt_number(value: Any, *, digits: int = 2) -> str:
+    if _is_missing(value):
+        return "n/a"
+    value = float(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.{max(digits - 1, 0)}f}"
+    if abs(value) >= 1:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits + 1}f}"
+
+
+def _fmt_int(value: Any) -> str:
+    return "n/a" if _is_missing(value) else f"{int(value):,d}"
+
+
+def _fmt_share(value: Any) -> str:
+    return "n/a" if _is_missing(value) else f"{float(value):.1%}"
+
+
+def _int_or(value: Any, default: int) -> int:
+    return default if _is_missing(value) else int(value)
+
+
+def _gi_label(value: Any) -> str:
+    if _is_missing(value):
+        return "n/a"
+    return GI_CLASSES.get(int(value), ("n/a", ""))[0]
+
+
+def _decile_colours() -> dict[int, str]:
+    """Decile 1 (top 10%) darkest."""
+    cmap = matplotlib.colormaps[_DECILE_CMAP]
+    stops = np.linspace(0.95, 0.08, 10)
+    return {d: matplotlib.colors.to_hex(cmap(s)) for d, s in zip(range(1, 11), stops, strict=True)}
+
+
+#: Fill colour of each index decile (1 = top 10%, darkest).
+DECILE_COLOURS: dict[int, str] = _decile_colours()
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {', '.join(missing)}")
+
+
+def _check_shares(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values[(values < 0) | (values > 1 + 1e-9)]
+        if len(bad):
+            raise ValueError(
+                f"{what}: {column} must be a fraction between 0 and 1; "
+                f"found {bad.iloc[0]!r} at {bad.index[0]!r}"
+            )
+
+
+def _as_bng(frame: gpd.GeoDataFrame, what: str) -> gpd.GeoDataFrame:
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise TypeError(f"{what} must be a GeoDataFrame")
+    if frame.crs is None:
+        raise ValueError(f"{what} has no CRS (expected EPSG:27700)")
+    if CRS.from_user_input(frame.crs) != CRS.from_user_input(BNG):
+        frame = frame.to_crs(BNG)
+    return frame
+
+
+def _prepare_lsoas(lsoas: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    lsoas = _as_bng(lsoas, "lsoas")
+    if "lsoa_code" in lsoas.columns:
+        lsoas = lsoas.set_index("lsoa_code")
+    _require(lsoas, _LSOA_COLUMNS, "lsoas")
+    if not lsoas.index.is_unique:
+        raise ValueError("lsoas: lsoa_code values must be unique")
+    return lsoas
+
+
+def _prepare_neighbourhoods(neighbourhoods: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | None:
+    if neighbourhoods is None:
+        return None
+    neighbourhoods = _as_bng(neighbourhoods, "neighbourhoods")
+    if "neighbourhood_id" in neighbourhoods.columns:
+        neighbourhoods = neighbourhoods.set_index("neighbourhood_id")
+    _require(neighbourhoods, _NEIGHBOURHOOD_COLUMNS, "neighbourhoods")
+    if not neighbourhoods.index.is_unique:
+        raise ValueError("neighbourhoods: neighbourhood_id values must be unique")
+    _check_shares(
+        neighbourhoods, ["share_of_borough_harm", "selection_frequency"], "neighbourhoods"
+    )
+    return neighbourhoods
+
+
+def _prepare_micro(micro_places: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | None:
+    if micro_places is None:
+        return None
+    micro_places = _as_bng(micro_places, "micro_places")
+    _require(micro_places, _MICRO_COLUMNS, "micro_places")
+    _check_shares(micro_places, ["harm_share"], "micro_places")
+    ordered = micro_places.sort_values(["neighbourhood_id", "patrol_rank"], kind="stable")
+    return ordered.reset_index(drop=True)  # feature ids by position: unique whatever the index
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+
+
+def web_geometries(
+    geometries: gpd.GeoSeries | gpd.GeoDataFrame,
+    *,
+    tolerance: float = 10.0,
+    precision: int = 5,
+    coverage: bool = True,
+) -> gpd.GeoSeries:
+    """Simplify and reproject geometries for a web map.
+
+    Parameters
+    ----------
+    geometries
+        Polygons in a projected CRS in metres (EPSG:27700 expected). With ``coverage=True`` they
+        must form a coverage (no overlaps), like LSOAs or neighbourhoods built from them.
+    tolerance
+        Simplification tolerance in metres; 0 keeps every vertex.
+    precision
+        Decimal places kept in longitude and latitude (5 is about a metre).
+    coverage
+        Simplify as a coverage (``shapely.coverage_simplify``), so that shared boundaries are
+        simplified once and stay shared. With ``False`` each geometry is simplified on its own
+        (topology-preserving within each one).
+
+    Returns
+    -------
+    geopandas.GeoSeries
+        EPSG:4326 geometries with the same index, coordinates rounded, repeated points dropped.
+    """
+    series = geometries.geometry if isinstance(geometries, gpd.GeoDataFrame) else geometries
+    if series.crs is None:
+        raise ValueError("geometries have no CRS")
+    if CRS.from_user_input(series.crs).is_geographic:
+        raise ValueError("simplify in a projected CRS in metres (EPSG:27700), not degrees")
+    values = _simplify(np.asarray(series.values), tolerance, coverage=coverage)
+    out = gpd.GeoSeries(values, index=series.index, crs=series.crs).to_crs(WGS84)
+    rounded = shapely.transform(out.values, lambda xy: np.round(xy, precision))
+    rounded = shapely.remove_repeated_points(rounded, 0.0)
+    return gpd.GeoSeries(rounded, index=series.index, crs=WGS84)
+
+
+def _simplify(values: np.ndarray, tolerance: float, *, coverage: bool) -> np.ndarray:
+    if tolerance <= 0 or len(values) == 0:
+        return values
+    if coverage:
+        if shapely.coverage_is_valid(values):
+            return shapely.coverage_simplify(values, tolerance)
+        warnings.warn(
+            "polygons do not form a valid coverage (overlaps or mismatched shared edges); "
+            "simplifying each on its own, so small gaps may show between neighbours",
+            stacklevel=3,
+        )
+    return shapely.simplify(values, tolerance, preserve_topology=True)
+
+
+def _union(values: np.ndarray) -> shapely.Geometry:
+    try:
+        return shapely.coverage_union_all(values)
+    except shapely.errors.GEOSException:  # not a clean coverage: the general (slower) union
+        return shapely.union_all(values)
+
+
+def _feature_collection(
+    geometries: gpd.GeoSeries, properties: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    features = []
+    for key, geometry, props in zip(geometries.index, geometries.values, properties, strict=True):
+        if geometry is None or geometry.is_empty:
+            continue
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(key),
+                "properties": dict(props),
+                "geometry": shapely.geometry.mapping(geometry),
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _bounds_latlon(geometries: gpd.GeoSeries) -> list[list[float]]:
+    west, south, east, north = (round(float(v), 6) for v in geometries.total_bounds)
+    return [[south, west], [north, east]]
+
+
+# --------------------------------------------------------------------------------------------
+# Density surface
+
+
+@dataclass(frozen=True)
+class _Density:
+    values: np.ndarray
+    transform: Affine
+    crs: CRS
+    vmin: float
+    vmax: float
+    units: str
+
+
+def _as_density(density: DensityLike, *, quantile: float) -> _Density | None:
+    units = ""
+    if hasattr(density, "values") and hasattr(density, "transform"):
+        units = str(getattr(density, "units", "") or "")
+        density = (density.values, density.transform, getattr(density, "crs", None) or BNG)
+    if not isinstance(density, tuple | list) or len(density) not in (2, 3):
+        raise ValueError(
+            "density must be (values, transform), (values, transform, crs) or an object with "
+            "values, transform and crs"
+        )
+    values = np.asarray(density[0], dtype=float)
+    transform = density[1]
+    crs = CRS.from_user_input(density[2] if len(density) == 3 else BNG)
+    if values.ndim != 2:
+        raise ValueError(f"density values must be 2-D, got shape {values.shape}")
+    if not isinstance(transform, Affine):
+        transform = Affine(*transform[:6])
+    if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
+        raise ValueError("density transform must be north-up (no rotation, negative y step)")
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or finite.max() <= 0:
+        return None
+    vmin = min(0.0, float(finite.min()))
+    vmax = float(np.quantile(finite, quantile))
+    if vmax <= vmin:
+        vmax = float(finite.max())
+    return _Density(values, transform, crs, vmin, vmax, units)
+
+
+def density_png(
+    values: np.ndarray,
+    transform: Affine,
+    *,
+    crs: Any = BNG,
+    cmap: str = _DENSITY_CMAP,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    max_alpha: float = 0.8,
+    max_pixels: int = 1600,
+) -> tuple[str, list[list[float]]]:
+    """Render a density surface as a PNG data URI placed for a Leaflet image overlay.
+
+    The grid is warped to Web Mercator (Leaflet stretches an overlay linearly in that CRS), so
+    the picture lies where the grid does.
+
+    Parameters
+    ----------
+    values
+        2-D array, north-up, NaN where there is no value.
+    transform
+        Affine transform of ``values`` (rasterio convention).
+    crs
+        CRS of the grid.
+    cmap
+        Matplotlib colormap name.
+    vmin, vmax
+        Value range of the colour scale; by default 0 (or the minimum if negative) and the
+        maximum. Values are clipped to it.
+    max_alpha
+        Opacity at ``vmax``; opacity grows with the square root of the scaled value so low
+        densities fade out. NaN is fully transparent.
+    max_pixels
+        Longest side of the PNG.
+
+    Returns
+    -------
+    uri : str
+        ``data:image/png;base64,...``
+    bounds : list of list of float
+        ``[[south, west], [north, east]]`` in degrees.
+    """
+    values = np.asarray(values, dtype=float)
+    height, width = values.shape
+    left, bottom, right, top = _grid_bounds(transform, width, height)
+    dst_transform, dst_width, dst_height = warp.calculate_default_transform(
+        crs, WEB_MERCATOR, width, height, left=left, bottom=bottom, right=right, top=top
+    )
+    longest = max(dst_width, dst_height)
+    if longest > max_pixels:
+        scale = longest / max_pixels
+        dst_transform, dst_width, dst_height = warp.calculate_default_transform(
+            crs,
+            WEB_MERCATOR,
+            width,
+            height,
+            left=left,
+            bottom=bottom,
+            right=right,
+            top=top,
+            resolution=(dst_transform.a * scale, -dst_transform.e * scale),
+        )
+    warped = np.full((dst_height, dst_width), np.nan)
+    warp.reproject(
+        values,
+        warped,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=np.nan,
+        dst_transform=dst_transform,
+        dst_crs=WEB_MERCATOR,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
+    finite = np.isfinite(warped)
+    lo = vmin if vmin is not None else min(0.0, float(np.nanmin(values)))
+    hi = vmax if vmax is not None else float(np.nanmax(values))
+    scaled = np.zeros_like(warped)
+    if hi > lo:
+        scaled[finite] = np.clip((warped[finite] - lo) / (hi - lo), 0.0, 1.0)
+    rgba = matplotlib.colormaps[cmap](scaled)
+    rgba[..., 3] = np.where(finite, max_alpha * np.sqrt(scaled), 0.0)
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(
+        buffer,
+        np.round(rgba * 255).astype(np.uint8),
+        format="png",
+        metadata={"Software": None},
+    )
+    uri = "data:image/png;base64," + _b64(buffer.getvalue())
+    dst_left, dst_bottom, dst_right, dst_top = _grid_bounds(dst_transform, dst_width, dst_height)
+    to_wgs84 = Transformer.from_crs(WEB_MERCATOR, WGS84, always_xy=True)
+    west, south = to_wgs84.transform(dst_left, dst_bottom)
+    east, north = to_wgs84.transform(dst_right, dst_top)
+    return uri, [[round(south, 6), round(west, 6)], [round(north, 6), round(east, 6)]]
+
+
+def _grid_bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a north-up grid."""
+    left, top = transform.c, transform.f
+    return left, top + height * transform.e, left + width * transform.a, top
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _crop(
+    values: np.ndarray, transform: Affine, bounds: tuple[float, float, float, float]
+) -> tuple[np.ndarray, Affine]:
+    """The cells of a north-up grid that overlap ``bounds``, with their transform."""
+    xmin, ymin, xmax, ymax = bounds
+    rows, cols = values.shape
+    col0 = int(np.clip(np.floor((xmin - transform.c) / transform.a), 0, cols))
+    col1 = int(np.clip(np.ceil((xmax - transform.c) / transform.a), 0, cols))
+    row0 = int(np.clip(np.floor((ymax - transform.f) / transform.e), 0, rows))
+    row1 = int(np.clip(np.ceil((ymin - transform.f) / transform.e), 0, rows))
+    cropped = Affine(
+        transform.a,
+        0.0,
+        transform.c + col0 * transform.a,
+        0.0,
+        transform.e,
+        transform.f + row0 * transform.e,
+    )
+    return values[row0:row1, col0:col1], cropped
+
+
+def _density_layer(
+    density: _Density, *, show: bool, clip: tuple[float, float, float, float] | None = None
+) -> folium.raster_layers.ImageOverlay | None:
+    values, transform = density.values, density.transform
+    if clip is not None:
+        if density.crs != CRS.from_user_input(BNG):
+            clip = warp.transform_bounds(BNG, density.crs, *clip)
+        values, transform = _crop(values, transform, clip)
+    if not np.isfinite(values).any():
+        return None
+    uri, bounds = density_png(
+        values, transform, crs=density.crs, vmin=density.vmin, vmax=density.vmax
+    )
+    return folium.raster_layers.ImageOverlay(
+        image=uri,
+        bounds=bounds,
+        name=LAYERS["density"],
+        show=show,
+        pixelated=False,
+        interactive=False,
+        pane="pi-density",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Page pieces
+
+
+class _Block(branca.element.MacroElement):
+    """Static CSS and HTML, plus optional script, added to the page."""
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}<style>{{ this.css }}</style>{% endmacro %}
+        {% macro html(this, kwargs) %}{{ this.body }}{% endmacro %}
+        {% macro script(this, kwargs) %}{{ this.js }}{% endmacro %}
+        """
+    )
+
+    def __init__(self, *, css: str = "", body: str = "", js: str = "") -> None:
+        super().__init__()
+        self._name = "Block"
+        self.css = css
+        self.body = body
+        self.js = js
+
+
+class _PrintFit(branca.element.MacroElement):
+    """Refit the map to its bounds when the page is laid out for printing and back."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function () {
+            var map = {{ this._parent.get_name() }};
+            var bounds = {{ this.bounds|tojson }};
+            function refit() { map.invalidateSize(false); map.fitBounds(bounds); }
+            window.addEventListener("beforeprint", refit);
+            window.addEventListener("afterprint", refit);
+            if (window.matchMedia) {
+                window.matchMedia("print").addEventListener("change", refit);
+            }
+        })();
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, bounds: list[list[float]]) -> None:
+        super().__init__()
+        self._name = "PrintFit"
+        self.bounds = bounds
+
+
+_BASE_CSS = """
+.pi-key { font: 12px/1.35 system-ui, sans-serif; color: #222; }
+.pi-key h2 { font-size: 12px; margin: 6px 0 3px; }
+.pi-key .pi-row { display: flex; align-items: center; gap: 6px; margin: 1px 0; }
+.pi-key .pi-sw { width: 16px; height: 12px; border: 1px solid #777; flex: none; }
+.pi-key .pi-ramp { width: 120px; height: 10px; border: 1px solid #777; }
+.pi-key .pi-note { color: #555; margin-top: 6px; max-width: 230px; }
+.pi-nb-label-icon { background: none; border: none; }
+.pi-nb-label { position: absolute; left: 6px; top: 6px; transform: translate(-50%, -50%);
+  white-space: nowrap; font: 600 12px/1.2 system-ui, sans-serif; color: #111;
+  background: rgba(255,255,255,0.85); border: 1px solid #333; border-radius: 3px;
+  padding: 1px 4px; }
+.pi-num-icon { background: none; border: none; }
+.pi-num { width: 22px; height: 22px; border-radius: 50%; background: #111; color: #fff;
+  border: 2px solid #fff; box-shadow: 0 0 0 1px #111; text-align: center;
+  font: 700 12px/22px system-ui, sans-serif; }
+.pi-key, .pi-num, .pi-nb-label, .pi-side { -webkit-print-color-adjust: exact;
+  print-color-adjust: exact; }
+.leaflet-tooltip table, .leaflet-popup-content table { border-collapse: collapse; }
+.leaflet-tooltip th, .leaflet-popup-content th { text-align: left; padding-right: 6px; }
+"""
+
+_OVERVIEW_CSS = """
+.pi-legend { position: absolute; z-index: 1000; left: 10px; top: 84px;
+  max-height: calc(100% - 150px);
+  overflow: auto; background: rgba(255,255,255,0.92); padding: 6px 9px; border-radius: 4px;
+  box-shadow: 0 1px 4px rgba(0,0,0,0.35); }
+.pi-legend summary { font-weight: 600; cursor: pointer; }
+"""
+
+_NEIGHBOURHOOD_CSS = """
+html, body { height: 100%; margin: 0; }
+.folium-map { position: absolute !important; left: 0; top: 0; bottom: 0;
+  width: calc(100% - 440px) !important; height: 100% !important; }
+.pi-side { position: absolute; right: 0; top: 0; bottom: 0; width: 440px; overflow: auto;
+  box-sizing: border-box; padding: 10px 12px; background: #fff;
+  font: 12px/1.35 system-ui, sans-serif; color: #111; border-left: 1px solid #bbb; }
+.pi-side h1 { font-size: 17px; margin: 0 0 4px; }
+.pi-side .pi-sub { margin: 0 0 8px; color: #333; }
+.pi-patrol { border-collapse: collapse; width: 100%; margin-top: 8px; table-layout: fixed; }
+.pi-patrol caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 4px; }
+.pi-patrol caption .pi-caption-note { display: block; font-weight: 400; color: #444; }
+.pi-patrol th, .pi-patrol td { border: 1px solid #999; padding: 3px 4px; vertical-align: top;
+  text-align: left; }
+.pi-patrol td { overflow-wrap: anywhere; }
+.pi-patrol th { font-size: 11px; }
+.pi-patrol td.pi-n { text-align: right; white-space: nowrap; }
+.pi-patrol thead th { background: #eee; }
+@page { size: A4 portrait; margin: 10mm; }
+@media print {
+  html, body { height: auto; }
+  .folium-map { position: relative !important; width: 190mm !important;
+    height: 120mm !important; border: 1px solid #999; }
+  .pi-side { position: static; width: auto; overflow: visible; border: none; padding: 4mm 0 0; }
+  .leaflet-control-zoom, .leaflet-control-layers { display: none; }
+  .pi-patrol { font-size: 10px; page-break-inside: auto; }
+  .pi-patrol tr { page-break-inside: avoid; }
+  .pi-patrol thead { display: table-header-group; }
+  .pi-side .pi-key { column-count: 3; font-size: 10px; }
+  .pi-side .pi-key summary { display: none; }
+}
+"""
+
+
+def _swatch_row(label: str, *, fill: str, line: str = "#777", opacity: float = 1.0) -> str:
+    style = f"background:{fill};border-color:{line};opacity:{opacity}"
+    return f'<div class="pi-row"><span class="pi-sw" style="{style}"></span>{label}</div>'
+
+
+def _legend_sections(
+    *,
+    deciles: bool,
+    gi: bool,
+    density: str | None,
+    neighbourhoods: bool,
+    micro: bool,
+    numbered: bool = False,
+) -> str:
+    parts = []
+    if deciles:
+        parts.append("<h2>Index decile</h2>")
+        for decile, colour in DECILE_COLOURS.items():
+            label = f"{decile} (top 10%)" if decile == 1 else str(decile)
+            parts.append(_swatch_row(label, fill=colour))
+    if gi:
+        parts.append("<h2>Gi* hot and cold spots</h2>")
+        for _, (label, colour) in sorted(GI_CLASSES.items(), reverse=True):
+            parts.append(_swatch_row(label, fill=colour))
+    if density is not None:
+        cmap = matplotlib.colormaps[_DENSITY_CMAP]
+        stops = ", ".join(matplotlib.colors.to_hex(cmap(x)) for x in np.linspace(0, 1, 6))
+        units = f" ({_esc(density)})" if density else ""
+        parts.append(f"<h2>{LAYERS['density']}{units}</h2>")
+        parts.append(
+            '<div class="pi-row">low <span class="pi-ramp" '
+            f'style="background:linear-gradient(to right, {stops})"></span> high</div>'
+        )
+    if neighbourhoods or micro:
+        parts.append("<h2>Places</h2>")
+    if neighbourhoods:
+        parts.append(
+            _swatch_row("Priority neighbourhood", fill="transparent", line=_NEIGHBOURHOOD_COLOUR)
+        )
+    if micro:
+        parts.append(_swatch_row("Micro-place (patrol cell)", fill=_MICRO_FILL, line=_MICRO_LINE))
+    if numbered:
+        parts.append(
+            '<div class="pi-row"><span class="pi-num" style="transform:scale(0.8)">1</span>'
+            "Patrol order</div>"
+        )
+    parts.append(
+        '<div class="pi-note">The street basemap needs a network connection; every other layer '
+        "works offline.</div>"
+    )
+    return "".join(parts)
+
+
+def _base_map(bounds: list[list[float]], *, basemap: bool, title: str) -> folium.Map:
+    (south, west), (north, east) = bounds
+    m = folium.Map(
+        location=[(south + north) / 2, (west + east) / 2],
+        zoom_start=12,
+        tiles=None,
+        control_scale=True,
+        maxZoom=18,
+    )
+    m.get_root().title = _esc(title)
+    if basemap:
+        folium.TileLayer(
+            "OpenStreetMap", name="OpenStreetMap (needs network)", max_zoom=18, control=True
+        ).add_to(m)
+    for name, z_index, pointer in (
+        ("pi-density", 350, False),
+        ("pi-areas", 410, True),
+        ("pi-outlines", 420, True),
+        ("pi-cells", 430, True),
+    ):
+        folium.map.CustomPane(name, z_index=z_index, pointer_events=pointer).add_to(m)
+    m.add_child(_Block(css=_BASE_CSS))
+    return m
+
+
+def _lsoa_properties(
+    lsoas: gpd.GeoDataFrame, neighbourhood_names: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    total = len(lsoas)
+    nb_ids = (
+        lsoas["neighbourhood_id"]
+        if "neighbourhood_id" in lsoas.columns
+        else pd.Series(0, lsoas.index)
+    )
+    gi = lsoas["gi_bin"] if "gi_bin" in lsoas.columns else pd.Series(np.nan, lsoas.index)
+    drivers = lsoas["top_drivers"] if "top_drivers" in lsoas.columns else pd.Series("", lsoas.index)
+    props = []
+    for code, name, score, rank, decile, gi_bin, nb_id, driver in zip(
+        lsoas.index,
+        lsoas["lsoa_name"],
+        lsoas["score"],
+        lsoas["rank"],
+        lsoas["decile"],
+        gi,
+        nb_ids,
+        drivers,
+        strict=True,
+    ):
+        nb = _int_or(nb_id, 0)
+        props.append(
+            {
+                "name": _esc(name),
+                "code": _esc(code),
+                "rank": f"{_fmt_int(rank)} of {total:,d}",
+                "score": _fmt_number(score),
+                "decile": _int_or(decile, 0),
+                "gi_bin": None if _is_missing(gi_bin) else int(gi_bin),
+                "gi": _esc(_gi_label(gi_bin)),
+                "nbhd": _esc(neighbourhood_names.get(nb, "")) if nb else "",
+                "drivers": _esc(driver),
+            }
+        )
+    return props
+
+
+_LSOA_TOOLTIP = (["name", "rank", "score", "drivers"], ["LSOA", "Rank", "Score", "Top drivers"])
+_LSOA_POPUP = (
+    ["name", "code", "rank", "score", "decile", "gi", "nbhd", "drivers"],
+    [
+        "LSOA",
+        "Code",
+        "Rank",
+        "Score",
+        "Decile",
+        "Gi* class",
+        "Priority neighbourhood",
+        "Top drivers",
+    ],
+)
+
+
+def _lsoa_layer(
+    collection: dict[str, Any],
+    *,
+    name: str,
+    show: bool,
+    fill: Mapping[str, Any],
+    key: str,
+    control: bool = True,
+) -> folium.GeoJson:
+    def style(feature: dict[str, Any]) -> dict[str, Any]:
+        props = feature["properties"]
+        opacity = 0.7 if props.get("focus", True) else 0.3
+        return {
+            "fillColor": fill.get(props[key], "#cccccc"),
+            "color": "#555555",
+            "weight": 0.6,
+            "fillOpacity": opacity,
+        }
+
+    def highlight(feature: dict[str, Any]) -> dict[str, Any]:
+        return {"weight": 2.5, "color": "#000000"}
+
+    return folium.GeoJson(
+        collection,
+        name=name,
+        show=show,
+        control=control,
+        style_function=style,
+        highlight_function=highlight,
+        tooltip=folium.GeoJsonTooltip(*_LSOA_TOOLTIP, sticky=True),
+        popup=folium.GeoJsonPopup(*_LSOA_POPUP),
+        pane="pi-areas",
+    )
+
+
+def _neighbourhood_properties(neighbourhoods: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    def column(name: str) -> pd.Series:
+        if name in neighbourhoods.columns:
+            return neighbourhoods[name]
+        return pd.Series(np.nan, index=neighbourhoods.index)
+
+    return [
+        {
+            "name": _esc(name),
+            "n_lsoas": _fmt_int(n),
+            "residents": _fmt_int(residents),
+            "harm": _fmt_number(harm),
+            "share": _fmt_share(share),
+            "frequency": _fmt_share(freq),
+        }
+        for name, n, residents, harm, share, freq in zip(
+            neighbourhoods["name"],
+            column("n_lsoas"),
+            column("residents"),
+            column("total_harm"),
+            column("share_of_borough_harm"),
+            column("selection_frequency"),
+            strict=True,
+        )
+    ]
+
+
+_NEIGHBOURHOOD_TOOLTIP = (
+    ["name", "n_lsoas", "residents", "harm", "share", "frequency"],
+    ["Neighbourhood", "LSOAs", "Residents", "Harm", "Share of borough harm", "Selected in"],
+)
+
+
+def _neighbourhood_outlines(collection: dict[str, Any]) -> folium.GeoJson:
+    return folium.GeoJson(
+        collection,
+        control=False,
+        style_function=lambda _: {
+            "fill": False,
+            "color": _NEIGHBOURHOOD_COLOUR,
+            "weight": 3,
+            "dashArray": "6 4",
+        },
+        tooltip=folium.GeoJsonTooltip(*_NEIGHBOURHOOD_TOOLTIP, sticky=True),
+        pane="pi-outlines",
+    )
+
+
+def _micro_properties(
+    micro: gpd.GeoDataFrame, neighbourhood_names: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    gi = micro["gi_hotspot"] if "gi_hotspot" in micro.columns else pd.Series(False, micro.index)
+    kde = micro["kde_hotspot"] if "kde_hotspot" in micro.columns else pd.Series(False, micro.index)
+    props = []
+    for nb, rank, cell, records, harm, share, types, location, is_gi, is_kde in zip(
+        micro["neighbourhood_id"],
+        micro["patrol_rank"],
+        micro["cell_id"],
+        micro["n_records"],
+        micro["harm"],
+        micro["harm_share"],
+        micro["crime_types"],
+        micro["top_location"],
+        gi,
+        kde,
+        strict=True,
+    ):
+        flags = [
+            label
+            for label, flag in (("Gi*", is_gi), ("kernel density", is_kde))
+            if not _is_missing(flag) and bool(flag)
+        ]
+        props.append(
+            {
+                "nbhd": _esc(neighbourhood_names.get(_int_or(nb, 0), "")),
+                "patrol_rank": _int_or(rank, 0),
+                "cell": _esc(cell),
+                "location": _esc(location),
+                "types": _esc(types),
+                "records": _fmt_int(records),
+                "harm": _fmt_number(harm),
+                "share": _fmt_share(share),
+                "hotspot": " and ".join(flags) if flags else "no",
+            }
+        )
+    return props
+
+
+_MICRO_TOOLTIP = (
+    ["nbhd", "patrol_rank", "cell", "location", "types", "records", "harm", "share", "hotspot"],
+    [
+        "Neighbourhood",
+        "Patrol order",
+        "Cell",
+        "Top location",
+        "Crime types",
+        "Records",
+        "Harm",
+        "Share of harm",
+        "Hot spot by",
+    ],
+)
+
+
+def _micro_layer(collection: dict[str, Any], *, name: str | None, show: bool) -> folium.GeoJson:
+    return folium.GeoJson(
+        collection,
+        name=name,
+        show=show,
+        control=name is not None,
+        style_function=lambda _: {
+            "fillColor": _MICRO_FILL,
+            "color": _MICRO_LINE,
+            "weight": 1.5,
+            "fillOpacity": 0.75,
+        },
+        highlight_function=lambda _: {"weight": 3},
+        tooltip=folium.GeoJsonTooltip(*_MICRO_TOOLTIP, sticky=True),
+        pane="pi-cells",
+    )
+
+
+def _outline_layer(geometry: gpd.GeoSeries) -> folium.GeoJson:
+    return folium.GeoJson(
+        _feature_collection(geometry, [{}] * len(geometry)),
+        control=False,
+        style_function=lambda _: {"fill": False, "color": "#333333", "weight": 2},
+        interactive=False,
+        pane="pi-outlines",
+    )
+
+
+def _borough_outline(simplified_bng: np.ndarray) -> gpd.GeoSeries:
+    """The union of the (already simplified) LSOAs, in EPSG:4326."""
+    union = _union(simplified_bng)
+    return gpd.GeoSeries([union], index=["borough"], crs=BNG)
+
+
+def _to_latlon(points_bng: np.ndarray, *, precision: int) -> list[list[float]]:
+    lonlat = gpd.GeoSeries(points_bng, crs=BNG).to_crs(WGS84)
+    return [[round(p.y, precision), round(p.x, precision)] for p in lonlat.values]
+
+
+def _neighbourhood_geometries(
+    neighbourhoods: gpd.GeoDataFrame,
+    lsoas: gpd.GeoDataFrame,
+    simplified_lsoas: np.ndarray,
+    *,
+    tolerance: float,
+    precision: int,
+) -> gpd.GeoSeries:
+    """Neighbourhood outlines that follow the simplified LSOA edges exactly.
+
+    A neighbourhood made of whole LSOAs (its area within 1% of its member LSOAs' area) is drawn
+    as the union of its simplified members; any other is simplified on its own.
+    """
+    own = web_geometries(neighbourhoods.geometry, tolerance=tolerance, precision=precision)
+    if "neighbourhood_id" not in lsoas.columns:
+        return own
+    ids = lsoas["neighbourhood_id"].to_numpy()
+    original = np.asarray(lsoas.geometry.values)
+    outlines = []
+    for nid, geometry in zip(neighbourhoods.index, neighbourhoods.geometry.values, strict=True):
+        members = ids == nid
+        if members.any() and geometry is not None and not geometry.is_empty:
+            member_area = float(shapely.area(original[members]).sum())
+            if abs(member_area - geometry.area) <= 0.01 * geometry.area:
+                outlines.append(_union(simplified_lsoas[members]))
+                continue
+        outlines.append(None)
+    from_members = gpd.GeoSeries(outlines, index=neighbourhoods.index, crs=BNG)
+    use = from_members.notna().to_numpy()
+    if not use.any():
+        return own
+    rebuilt = web_geometries(from_members[use], tolerance=0, precision=precision)
+    out = own.copy()
+    out.loc[use] = rebuilt.values
+    return out
+
+
+@dataclass
+class _Prepared:
+    lsoas: gpd.GeoDataFrame
+    lsoa_web: gpd.GeoSeries
+    lsoa_simplified_bng: np.ndarray
+    neighbourhoods: gpd.GeoDataFrame | None
+    neighbourhood_web: gpd.GeoSeries | None
+    micro: gpd.GeoDataFrame | None
+    micro_web: gpd.GeoSeries | None
+    names: dict[int, str]
+
+
+def _prepare(
+    lsoas: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame | None,
+    micro_places: gpd.GeoDataFrame | None,
+    *,
+    simplify_tolerance: float,
+    precision: int,
+) -> _Prepared:
+    lsoas = _prepare_lsoas(lsoas)
+    neighbourhoods = _prepare_neighbourhoods(neighbourhoods)
+    micro = _prepare_micro(micro_places)
+    simplified = _simplify(np.asarray(lsoas.geometry.values), simplify_tolerance, coverage=True)
+    lsoa_web = web_geometries(
+        gpd.GeoSeries(simplified, index=lsoas.index, crs=BNG), tolerance=0, precision=precision
+    )
+    nb_web = None
+    names: dict[int, str] = {}
+    if neighbourhoods is not None:
+        nb_web = _neighbourhood_geometries(
+            neighbourhoods, lsoas, simplified, tolerance=simplify_tolerance, precision=precision
+        )
+        names = {int(k): str(v) for k, v in neighbourhoods["name"].items()}
+    micro_web = None
+    if micro is not None:
+        micro_web = web_geometries(micro.geometry, tolerance=0, precision=precision, coverage=False)
+    return _Prepared(lsoas, lsoa_web, simplified, neighbourhoods, nb_web, micro, micro_web, names)
+
+
+# --------------------------------------------------------------------------------------------
+# Public builders
+
+
+def overview_map(
+    lsoas: gpd.GeoDataFrame,
+    *,
+    neighbourhoods: gpd.GeoDataFrame | None = None,
+    micro_places: gpd.GeoDataFrame | None = None,
+    density: DensityLike | None = None,
+    title: str = "Priority Localities Index",
+    show: Collection[str] = ("deciles", "neighbourhoods", "micro_places"),
+    basemap: bool = True,
+    simplify_tolerance: float = 10.0,
+    precision: int = 5,
+    density_quantile: float = 0.995,
+) -> str:
+    """Build the borough overview map as one self-contained HTML page.
+
+    Parameters
+    ----------
+    lsoas
+        Index frame: LSOA polygons indexed by ``lsoa_code`` with ``lsoa_name``, ``score``,
+        ``rank``, ``decile`` and, when available, ``gi_bin``, ``neighbourhood_id`` and
+        ``top_drivers``. Any CRS (reprojected to EPSG:27700 to simplify).
+    neighbourhoods
+        Priority neighbourhoods indexed by ``neighbourhood_id`` with ``name`` and, when
+        available, ``n_lsoas``, ``residents``, ``total_harm``, ``share_of_borough_harm`` and
+        ``selection_frequency`` (shares as fractions).
+    micro_places
+        Micro-place cells with ``neighbourhood_id``, ``patrol_rank``, ``cell_id``,
+        ``n_records``, ``harm``, ``harm_share``, ``crime_types``, ``top_location`` and
+        optionally ``gi_hotspot`` and ``kde_hotspot``.
+    density
+        A density surface (see :data:`DensityLike`): north-up values, EPSG:27700 unless a CRS
+        is given, drawn as an image overlay; NaN is transparent.
+    title
+        Page title and legend heading.
+    show
+        Keys of :data:`LAYERS` visible on opening; the others are listed, unticked, in the layer
+        control. Layers without data are left out.
+    basemap
+        Add an OpenStreetMap tile layer (loads only with a network).
+    simplify_tolerance
+        Coverage simplification tolerance in metres.
+    precision
+        Decimal places of longitude and latitude.
+    density_quantile
+        Quantile of the density values mapped to the top colour (robust to single spikes).
+
+    Returns
+    -------
+    str
+        The HTML page; no script or stylesheet is loaded from the network.
+    """
+    unknown = set(show) - set(LAYERS)
+    if unknown:
+        raise ValueError(f"unknown layer key(s) {sorted(unknown)}; choose from {list(LAYERS)}")
+    prep = _prepare(
+        lsoas,
+        neighbourhoods,
+        micro_places,
+        simplify_tolerance=simplify_tolerance,
+        precision=precision,
+    )
+    dens = _as_density(density, quantile=density_quantile) if density is not None else None
+    bounds = _bounds_latlon(prep.lsoa_web)
+    m = _base_map(bounds, basemap=basemap, title=title)
+
+    props = _lsoa_properties(prep.lsoas, prep.names)
+    collection = _feature_collection(prep.lsoa_web, props)
+    _lsoa_layer(
+        collection,
+        name=LAYERS["deciles"],
+        show="deciles" in show,
+        fill=DECILE_COLOURS,
+        key="decile",
+    ).add_to(m)
+    has_gi = "gi_bin" in prep.lsoas.columns and prep.lsoas["gi_bin"].notna().any()
+    if has_gi:
+        _lsoa_layer(
+            collection,
+            name=LAYERS["gi"],
+            show="gi" in show,
+            fill={k: colour for k, (_, colour) in GI_CLASSES.items()},
+            key="gi_bin",
+        ).add_to(m)
+    density_layer = _density_layer(dens, show="density" in show) if dens is not None else None
+    if density_layer is not None:
+        density_layer.add_to(m)
+    _outline_layer(
+        _borough_outline(prep.lsoa_simplified_bng).pipe(
+            web_geometries, tolerance=0, precision=precision
+        )
+    ).add_to(m)
+    has_nb = prep.neighbourhoods is not None and len(prep.neighbourhoods) > 0
+    if has_nb:
+        group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show="neighbourhoods" in show)
+        nb_collection = _feature_collection(
+            prep.neighbourhood_web, _neighbourhood_properties(prep.neighbourhoods)
+        )
+        _neighbourhood_outlines(nb_collection).add_to(group)
+        points = shapely.point_on_surface(np.asarray(prep.neighbourhoods.geometry.values))
+        for latlon, name in zip(
+            _to_latlon(points, precision=precision), prep.neighbourhoods["name"], strict=True
+        ):
+            folium.Marker(
+                latlon,
+                icon=folium.DivIcon(
+                    html=f'<div class="pi-nb-label">{_esc(name)}</div>',
+                    class_name="pi-nb-label-icon",
+                ),
+                interactive=False,
+                keyboard=False,
+            ).add_to(group)
+        group.add_to(m)
+    has_micro = prep.micro is not None and len(prep.micro) > 0
+    if has_micro:
+        _micro_layer(
+            _feature_collection(prep.micro_web, _micro_properties(prep.micro, prep.names)),
+            name=LAYERS["micro_places"],
+            show="micro_places" in show,
+        ).add_to(m)
+    legend = _legend_sections(
+        deciles=True,
+        gi=has_gi,
+        density=dens.units if density_layer is not None and dens is not None else None,
+        neighbourhoods=has_nb,
+        micro=has_micro,
+    )
+    m.add_child(
+        _Block(
+            css=_OVERVIEW_CSS,
+            body=(
+                '<div class="pi-legend pi-key"><details open>'
+                f"<summary>{_esc(title)}</summary>{legend}</details></div>"
+            ),
+        )
+    )
+    folium.LayerControl(collapsed=False).add_to(m)
+    m.fit_bounds(bounds)
+    return _share_repeated_data(render_offline(m))
+
+
+_ADD_DATA = re.compile(r"\b(\w+)_add\((\{[^\n]*\})\);\n")
+
+
+def _share_repeated_data(page: str) -> str:
+    """Embed GeoJSON that several layers draw (deciles and Gi* share the LSOAs) only once."""
+    counts: dict[str, int] = {}
+    for match in _ADD_DATA.finditer(page):
+        counts[match.group(2)] = counts.get(match.group(2), 0) + 1
+    names: dict[str, str] = {}
+
+    def repl(match: re.Match[str]) -> str:
+        layer, data = match.group(1), match.group(2)
+        if counts[data] < 2:
+            return match.group(0)
+        if data in names:
+            return f"{layer}_add({names[data]});\n"
+        names[data] = f"pi_shared_data_{len(names) + 1}"
+        return f"var {names[data]} = {data};\n{layer}_add({names[data]});\n"
+
+    return _ADD_DATA.sub(repl, page)
+
+
+def _patrol_table(
+    micro: gpd.GeoDataFrame | None, *, time_field: str | None, neighbourhood_name: str
+) -> str:
+    has_time = micro is not None and time_field is not None and time_field in micro.columns
+    headers = ["No.", "Cell", "Top location", "Crime types", "Records", "Harm", "Share"]
+    if has_time:
+        headers.append("Suggested patrol times")
+    note = "" if has_time else f'<span class="pi-caption-note">{_esc(_NO_TIME_NOTE)}</span>'
+    caption = f"<caption>Micro-places in patrol order, {_esc(neighbourhood_name)}{note}</caption>"
+    widths = [6, 16, 22, 22, 13, 10, 11] if not has_time else [6, 14, 17, 17, 12, 9, 10, 15]
+    cols = "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in widths) + "</colgroup>"
+    head = cols + "<thead><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr></thead>"
+    rows = []
+    if micro is not None:
+        times = micro[time_field] if has_time else pd.Series("", index=micro.index)
+        for rank, cell, location, types, records, harm, share, when in zip(
+            micro["patrol_rank"],
+            micro["cell_id"],
+            micro["top_location"],
+            micro["crime_types"],
+            micro["n_records"],
+            micro["harm"],
+            micro["harm_share"],
+            times,
+            strict=True,
+        ):
+            cells = [
+                f'<td class="pi-n">{_int_or(rank, 0)}</td>',
+                f"<td>{_esc(cell)}</td>",
+                f"<td>{_esc(location)}</td>",
+                f"<td>{_esc(types)}</td>",
+                f'<td class="pi-n">{_fmt_int(records)}</td>',
+                f'<td class="pi-n">{_fmt_number(harm)}</td>',
+                f'<td class="pi-n">{_fmt_share(share)}</td>',
+            ]
+            if has_time:
+                cells.append(f"<td>{_esc(when)}</td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    if not rows:
+        rows.append(
+            f'<tr><td colspan="{len(headers)}">No micro-places were identified here.</td></tr>'
+        )
+    return f'<table class="pi-patrol">{caption}{head}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def neighbourhood_map(
+    neighbourhood_id: int,
+    lsoas: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame,
+    micro_places: gpd.GeoDataFrame | None = None,
+    *,
+    density: DensityLike | None = None,
+    title: str | None = None,
+    context_m: float = 200.0,
+    time_field: str | None = "suggested_patrol_times",
+    show_density: bool = False,
+    basemap: bool = True,
+    simplify_tolerance: float = 10.0,
+    precision: int = 5,
+    density_quantile: float = 0.995,
+) -> str:
+    """Build the patrol map of one priority neighbourhood as one self-contained HTML page.
+
+    The map is zoomed to the neighbourhood; its LSOAs are coloured by index decile (LSOAs
+    within ``context_m`` around it are shown paler), its micro-places are drawn and numbered in
+    patrol order, and a side table lists them. The page prints on A4 (map above the table).
+
+    Parameters
+    ----------
+    neighbourhood_id
+        The neighbourhood to map (an index value of ``neighbourhoods``).
+    lsoas, neighbourhoods, micro_places, density
+        As for :func:`overview_map`; LSOAs belong to the neighbourhood through
+        ``neighbourhood_id``.
+    title
+        Page title and table heading; the neighbourhood's name by default.
+    context_m
+        LSOAs within this distance (metres) of the neighbourhood are drawn for context.
+    time_field
+        Column of ``micro_places`` with suggested patrol times. The column is shown only if it
+        exists; otherwise the caption says why there are none (police.uk gives months only).
+    show_density
+        Tick the density layer on opening (it is listed in the layer control either way).
+    basemap, simplify_tolerance, precision, density_quantile
+        As for :func:`overview_map`.
+
+    Returns
+    -------
+    str
+        The HTML page.
+    """
+    prep = _prepare(
+        lsoas,
+        neighbourhoods,
+        micro_places,
+        simplify_tolerance=simplify_tolerance,
+        precision=precision,
+    )
+    if prep.neighbourhoods is None or prep.neighbourhood_web is None:
+        raise TypeError("neighbourhood_map needs the neighbourhoods GeoDataFrame")
+    if neighbourhood_id not in prep.neighbourhoods.index:
+        raise KeyError(f"neighbourhood {neighbourhood_id!r} is not in neighbourhoods")
+    nb = prep.neighbourhoods.loc[neighbourhood_id]
+    nb_name = str(nb["name"])
+    title = title if title is not None else nb_name
+    nb_geom = nb.geometry
+
+    member = (
+        prep.lsoas["neighbourhood_id"].eq(neighbourhood_id).to_numpy()
+        if "neighbourhood_id" in prep.lsoas.columns
+        else np.zeros(len(prep.lsoas), bool)
+    )
+    near = (
+        shapely.dwithin(np.asarray(prep.lsoas.geometry.values), nb_geom, context_m)
+        if (context_m > 0)
+        else np.zeros(len(prep.lsoas), bool)
+    )
+    keep = member | near
+    props = _lsoa_properties(prep.lsoas, prep.names)
+    for p, focus in zip(props, member, strict=True):
+        p["focus"] = bool(focus)
+    shown = [p for p, k in zip(props, keep, strict=True) if k]
+
+    nb_web = prep.neighbourhood_web.loc[[neighbourhood_id]]
+    bounds = _bounds_latlon(nb_web)
+    m = _base_map(bounds, basemap=basemap, title=title)
+
+    dens = _as_density(density, quantile=density_quantile) if density is not None else None
+    _lsoa_layer(
+        _feature_collection(prep.lsoa_web[keep], shown),
+        name=LAYERS["deciles"],
+        show=True,
+        fill=DECILE_COLOURS,
+        key="decile",
+    ).add_to(m)
+    density_layer = None
+    if dens is not None:
+        # clipped with a margin wide enough for any window shape around the neighbourhood
+        xmin, ymin, xmax, ymax = nb_geom.buffer(max(context_m, 0) + 2000).bounds
+        density_layer = _density_layer(dens, show=show_density, clip=(xmin, ymin, xmax, ymax))
+        if density_layer is not None:
+            density_layer.add_to(m)
+    _outline_layer(
+        _borough_outline(prep.lsoa_simplified_bng).pipe(
+            web_geometries, tolerance=0, precision=precision
+        )
+    ).add_to(m)
+    nb_props = _neighbourhood_properties(prep.neighbourhoods.loc[[neighbourhood_id]])
+    group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=True)
+    _neighbourhood_outlines(_feature_collection(nb_web, nb_props)).add_to(group)
+    group.add_to(m)
+
+    micro = None
+    if prep.micro is not None:
+        in_nb = prep.micro["neighbourhood_id"].eq(neighbourhood_id).to_numpy()
+        micro = prep.micro[in_nb]
+        micro_web = prep.micro_web[in_nb]
+        if len(micro):
+            cells = folium.FeatureGroup(name=LAYERS["micro_places"], show=True)
+            _micro_layer(
+                _feature_collection(micro_web, _micro_properties(micro, prep.names)),
+                name=None,
+                show=True,
+            ).add_to(cells)
+            centres = shapely.point_on_surface(np.asarray(micro.geometry.values))
+            for latlon, rank, location, cell in zip(
+                _to_latlon(centres, precision=precision),
+                micro["patrol_rank"],
+                micro["top_location"],
+                micro["cell_id"],
+                strict=True,
+            ):
+                number = _int_or(rank, 0)
+                folium.Marker(
+                    latlon,
+                    icon=folium.DivIcon(
+                        html=f'<div class="pi-num">{number}</div>',
+                        icon_size=(26, 26),
+                        icon_anchor=(13, 13),
+                        class_name="pi-num-icon",
+                    ),
+                    tooltip=folium.Tooltip(f"{number}. {_esc(location)} ({_esc(cell)})"),
+                ).add_to(cells)
+            cells.add_to(m)
+
+    nb_row = prep.neighbourhoods.loc[neighbourhood_id]
+    facts = [
+        f"{_fmt_int(nb_row.get('n_lsoas'))} LSOAs" if "n_lsoas" in nb_row else "",
+        f"{_fmt_int(nb_row.get('residents'))} residents" if "residents" in nb_row else "",
+        f"{_fmt_share(nb_row.get('share_of_borough_harm'))} of borough harm"
+        if "share_of_borough_harm" in nb_row
+        else "",
+        f"selected in {_fmt_share(nb_row.get('selection_frequency'))} of runs"
+        if "selection_frequency" in nb_row
+        else "",
+    ]
+    legend = _legend_sections(
+        deciles=True,
+        gi=False,
+        density=dens.units if density_layer is not None and dens is not None else None,
+        neighbourhoods=True,
+        micro=micro is not None and len(micro) > 0,
+        numbered=micro is not None and len(micro) > 0,
+    )
+    side = (
+        '<aside class="pi-side">'
+        f"<h1>{_esc(title)}</h1>"
+        f'<p class="pi-sub">{" &middot; ".join(f for f in facts if f)}</p>'
+        f"{_patrol_table(micro, time_field=time_field, neighbourhood_name=nb_name)}"
+        f'<details class="pi-key" open><summary>Key</summary>{legend}</details>'
+        "</aside>"
+    )
+    m.add_child(_Block(css=_NEIGHBOURHOOD_CSS, body=side))
+    m.add_child(_PrintFit(bounds))
+    folium.LayerControl(collapsed=False).add_to(m)
+    m.fit_bounds(bounds)
+    return render_offline(m)
+
+
+def neighbourhood_maps(
+    lsoas: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame,
+    micro_places: gpd.GeoDataFrame | None = None,
+    **options: Any,
+) -> dict[int, str]:
+    """Build :func:`neighbourhood_map` for every neighbourhood.
+
+    Parameters
+    ----------
+    lsoas, neighbourhoods, micro_places
+        As for :func:`neighbourhood_map`.
+    **options
+        Keyword options of :func:`neighbourhood_map` (``title`` excepted).
+
+    Returns
+    -------
+    dict of int to str
+        HTML page by neighbourhood id, in the order of ``neighbourhoods``.
+    """
+    ids = (
+        neighbourhoods["neighbourhood_id"]
+        if "neighbourhood_id" in neighbourhoods.columns
+        else neighbourhoods.index
+    )
+    return {
+        int(nid): neighbourhood_map(nid, lsoas, neighbourhoods, micro_places, **options)
+        for nid in ids
+    }
+
+
+def write_map(html: str, path: str | os.PathLike[str]) -> None:
+    """Write a map page atomically (a temporary file in the same folder, then a rename).
+
+    Parameters
+    ----------
+    html
+        The page, as returned by a builder.
+    path
+        Destination file; its folder must exist. Readers never see a half-written file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(html)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
