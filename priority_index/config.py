@@ -212,6 +212,15 @@ class Report(_Strict):
     face_validity: str | None = None
 
 
+class Engine(_Strict):
+    """Where ingest and density run: in this process, or on Dask (see docs/DASK.md)."""
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None  # e.g. "tcp://host:8786"; None = a LocalCluster on this machine
+    n_workers: int = Field(default=2, ge=1)  # LocalCluster only
+    threads_per_worker: int = Field(default=1, ge=1)  # LocalCluster only
+
+
 class Settings(_Strict):
     pipeline: PipelineMeta
     study_area: StudyArea
@@ -228,6 +237,7 @@ class Settings(_Strict):
     trial: Trial = Trial()
     maps: Maps = Maps()
     report: Report = Report()
+    engine: Engine = Engine()
 
     #: folder of the TOML file; relative paths resolve against it (not part of the TOML)
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -71,7 +71,7 @@ def make_client(
     *,
     threads_per_worker: int = 1,
     processes: bool = True,
-    dashboard_address: str | None = None,
+    dashboard_address: str = ":0",
 ) -> Client | None:
     """A Dask client for ``[engine]``, or ``None`` for the local engine.
 
@@ -86,7 +86,8 @@ def make_client(
         Shape of the LocalCluster (ignored with ``scheduler``). One thread per worker suits
         these tasks (pandas and GEOS hold the GIL for much of their work).
     dashboard_address
-        Dashboard of the LocalCluster (for example ``":8787"``); ``None`` for none.
+        Dashboard (and HTTP) address of the LocalCluster: ``":0"`` a free port, ``":8787"``
+        the usual one (the dashboard's plots need ``bokeh``).
 
     Returns
     -------
@@ -341,10 +342,11 @@ def read_police_uk_dask(
     del futures
 
     # Duplicate Crime IDs across files: walk the files in order with the IDs kept so far. A
-    # file holding none of them is already exact (its result cannot depend on them); one holding
-    # some is validated again with those IDs as seen before, which is what the local reader
-    # does. Its kept IDs are then those of the first pass not seen before, so the walk goes on
-    # without waiting for the second pass.
+    # file holding none of them among its kept or individually rejected rows is already exact
+    # (the rows that reach the duplicate check are kept or rejected row by row, never in a
+    # summary). A file holding some is validated again with those IDs as seen before, which is
+    # what the local reader does; its kept IDs are then those of the first pass not seen before,
+    # so the walk goes on without waiting for the second pass.
     seen: set[str] = set()
     again: dict[int, set[str]] = {}
     for i, res in enumerate(results):

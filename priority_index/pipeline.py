@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import geopandas as gpd
@@ -27,6 +28,7 @@ import pandas as pd
 from . import (
     composite,
     density,
+    distributed,
     face_validity,
     harm,
     hotspots,
@@ -205,7 +207,7 @@ def validate_settings(settings: Settings) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- stage 1: ingest
-def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
+def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inputs:
     """Read every source, validate it, and place its records in the study area's LSOAs."""
     files = validate_settings(settings)
     sa = settings.study_area
@@ -283,7 +285,12 @@ def ingest(settings: Settings, progress: Progress = _quiet) -> Inputs:
     point_parts, generated = [], False
     for i, src in enumerate(settings.sources.police_uk):
         label = f"{src.label} [{i + 1}]" if len(settings.sources.police_uk) > 1 else src.label
-        pts = police_uk.read_police_uk(
+        read = (
+            police_uk.read_police_uk
+            if client is None
+            else partial(distributed.read_police_uk_dask, client=client)
+        )
+        pts = read(
             settings.path(src.path),
             study=study,
             period_of_month=pom,
@@ -582,7 +589,11 @@ def build_index(settings: Settings, inputs: Inputs, progress: Progress = _quiet)
 
 # --------------------------------------------------------------------------- stage 5
 def find_hotspots(
-    settings: Settings, inputs: Inputs, index: IndexResult, progress: Progress = _quiet
+    settings: Settings,
+    inputs: Inputs,
+    index: IndexResult,
+    progress: Progress = _quiet,
+    client=None,
 ) -> HotspotResult:
     """Gi* and local Moran on the chosen indicators; kernel density where points exist."""
     h = settings.hotspots
@@ -613,7 +624,12 @@ def find_hotspots(
         )
     else:
         groups = [g for g in (d.groups or sorted(pts["crime_group"].unique())) if g != "total_harm"]
-        surfaces = density.density_surfaces(
+        surfaces_of = (
+            density.density_surfaces
+            if client is None
+            else partial(distributed.density_surfaces_dask, client=client)
+        )
+        surfaces = surfaces_of(
             pts,
             groups=groups,
             bounds=tuple(inputs.study.total_bounds),
@@ -807,9 +823,15 @@ def run(
         say(f"      done in {timings[name]:.2f} s")
         return out
 
-    inputs = timed(1, "ingest", ingest, settings)
-    index = timed(2, "indicators and index", build_index, settings, inputs)
-    hot = timed(3, "hot spots", find_hotspots, settings, inputs, index)
+    eng = settings.engine
+    with distributed.client_for(
+        eng.kind, eng.scheduler, eng.n_workers, threads_per_worker=eng.threads_per_worker
+    ) as client:
+        if client is not None:
+            say(f"engine: Dask, scheduler {client.scheduler.address}")
+        inputs = timed(1, "ingest", partial(ingest, client=client), settings)
+        index = timed(2, "indicators and index", build_index, settings, inputs)
+        hot = timed(3, "hot spots", partial(find_hotspots, client=client), settings, inputs, index)
     chosen = timed(
         4, "priority neighbourhoods", choose_neighbourhoods, settings, inputs, index, hot
     )

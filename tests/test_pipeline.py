@@ -185,3 +185,27 @@ def test_csv_tables(run_once):
     assert set(conc["measure"]) == {"harm", "count"}
     trial = pd.read_csv(run_once / "trial_allocation.csv")
     assert set(trial["arm"]) == {"treatment", "control"}
+
+
+def test_dask_engine_gives_the_same_outputs(example, run_once, tmp_path):
+    """`[engine] kind = "dask"` on a LocalCluster of 2 workers: identical tables and rasters."""
+    pytest.importorskip("distributed")
+    toml = (example / "pipelines" / "example.toml").read_text()
+    toml += '\n[engine]\nkind = "dask"\nn_workers = 2\n'
+    (example / "pipelines" / "example_dask.toml").write_text(toml)
+    out = tmp_path / "dask"
+    assert (
+        main(
+            ["run", str(example / "pipelines" / "example_dask.toml"), "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
+    for name in [
+        "lsoa_index.csv",
+        "rejected_records.csv",
+        "neighbourhoods.csv",
+        "micro_places.csv",
+        "density_harm.tif",
+        "density_violence_and_sexual.tif",
+    ]:
+        assert (out / name).read_bytes() == (run_once / name).read_bytes(), name
