@@ -10,6 +10,8 @@ import pandas as pd
 import pyogrio
 import pytest
 
+from priority_index.sources import police_uk
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = REPO / "data" / "croydon"
@@ -32,20 +34,7 @@ BUNDLE_FILES = sorted(
         *POLICE_FILES,
     ]
 )
-POLICE_COLUMNS = [
-    "Crime ID",
-    "Month",
-    "Reported by",
-    "Falls within",
-    "Longitude",
-    "Latitude",
-    "Location",
-    "LSOA code",
-    "LSOA name",
-    "Crime type",
-    "Last outcome category",
-    "Context",
-]
+POLICE_COLUMNS = list(police_uk.COLUMNS)
 
 
 def _csv(name: str) -> pd.DataFrame:

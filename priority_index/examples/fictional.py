@@ -163,6 +163,8 @@ import shapely
 from pyproj import Transformer
 from scipy.spatial import cKDTree
 
+from ..sources.police_uk import COLUMNS as _POLICE_UK_HEADER
+
 __all__ = [
     "AGE_GROUPS",
     "CRIME_TYPES",
@@ -182,21 +184,8 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- constants
 
-#: police.uk street-level header, in order.
-POLICE_UK_COLUMNS: tuple[str, ...] = (
-    "Crime ID",
-    "Month",
-    "Reported by",
-    "Falls within",
-    "Longitude",
-    "Latitude",
-    "Location",
-    "LSOA code",
-    "LSOA name",
-    "Crime type",
-    "Last outcome category",
-    "Context",
-)
+#: police.uk street-level header, in order (the reader's own definition).
+POLICE_UK_COLUMNS: tuple[str, ...] = tuple(_POLICE_UK_HEADER)
 
 #: police.uk's 14 crime types in the order police.uk lists them within an LSOA.
 CRIME_TYPES: tuple[str, ...] = (
