@@ -127,7 +127,12 @@ class Sources(_Strict):
     deprivation: DeprivationSource | None = None
     population: PopulationSource | None = None
     other_points: list[OtherPointsSource] = []
-    lsoa_lookup: str | None = None  # ONS LSOA11 -> LSOA21 lookup for codes of the other vintage
+    # Sources on the other LSOA vintage (2011 vs 2021) are converted to the study area's codes by
+    # a best-fit lookup: built by area overlap from the other vintage's boundaries (preferred)...
+    other_vintage_boundaries: str | None = None
+    other_vintage_code_column: str = "LSOA11CD"
+    # ...or read from the ONS lookup (LSOA11CD, LSOA21CD columns)
+    lsoa_lookup: str | None = None
 
 
 class Harm(_Strict):

@@ -43,6 +43,7 @@ from .crime_groups import GROUP_LABELS, source_mapping
 from .errors import ConfigError, InputError
 from .sources import area_tables, boundaries, police_uk
 from .sources.quarantine import Quarantine
+from . import vintages
 from .vintages import lookup_shares
 
 Progress = Callable[[str], None]
@@ -164,6 +165,8 @@ def _check_inputs_exist(settings: Settings) -> list[Path]:
         paths.append((f"sources.other_points[{i}].path", src.path))
     if s.lsoa_lookup:
         paths.append(("sources.lsoa_lookup", s.lsoa_lookup))
+    if s.other_vintage_boundaries:
+        paths.append(("sources.other_vintage_boundaries", s.other_vintage_boundaries))
     if settings.harm.table:
         paths.append(("harm.table", settings.harm.table))
     resolved = []
@@ -242,6 +245,16 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
         }
         known_codes = set(lk["LSOA11CD"]) | set(lk["LSOA21CD"])
         report["vintage"] = "2021" if in21 >= in11 else "2011"
+    if settings.sources.other_vintage_boundaries:
+        other = boundaries.read_layer(
+            settings.path(settings.sources.other_vintage_boundaries),
+            columns=[settings.sources.other_vintage_code_column],
+            bbox=tuple(study.total_bounds),
+        )
+        other = other.set_index(settings.sources.other_vintage_code_column)
+        other.index.name = "lsoa_code"
+        code_map = best_fit_map(vintages.overlap_lookup(other, study), study.index)
+        report["other_vintage_codes_mapped"] = len(code_map)
 
     hw = harm.harm_weights(
         area_tables.read_csv_checked(
@@ -417,6 +430,18 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
         points_generated=generated,
         notes=notes,
     )
+
+
+def best_fit_map(overlap: pd.DataFrame, study_codes: pd.Index) -> dict[str, dict[str, float]]:
+    """``{other-vintage code: {study code: 1.0}}``: each code goes whole to the study LSOA that
+    holds the largest share of its area (a best-fit lookup, as ONS publishes them), provided at
+    least half of it lies in the study area (a neighbour's LSOA is not claimed); codes that
+    exist in both vintages need no conversion and are left out."""
+    inside = overlap.groupby("from_code")["share"].transform("sum")
+    best = overlap[
+        overlap["best_fit"] & (inside >= 0.5) & ~overlap["from_code"].isin(study_codes)
+    ]
+    return {a: {b: 1.0} for a, b in zip(best["from_code"], best["to_code"], strict=True)}
 
 
 def _best_fit(code_map: dict[str, dict[str, float]] | None) -> dict[str, str] | None:

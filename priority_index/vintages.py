@@ -48,8 +48,8 @@ def overlap_lookup(source: gpd.GeoDataFrame, target: gpd.GeoDataFrame) -> pd.Dat
     Returns
     -------
     pandas.DataFrame
-        Columns from_code, to_code, area_m2, share (of the from-LSOA's area), best_fit (the
-        to-code holding the largest share of each from-code).
+        Columns from_code, to_code, area_m2, share (of the whole from-LSOA's area), best_fit
+        (the to-code holding the largest share of each from-code).
     """
     a = (
         source[["geometry"]]
@@ -60,7 +60,10 @@ def overlap_lookup(source: gpd.GeoDataFrame, target: gpd.GeoDataFrame) -> pd.Dat
     inter = gpd.overlay(a.to_crs(27700), b.to_crs(27700), how="intersection", keep_geom_type=True)
     inter["area_m2"] = inter.geometry.area
     inter = inter[inter["area_m2"] > 1.0]
-    inter["share"] = inter["area_m2"] / inter.groupby("from_code")["area_m2"].transform("sum")
+    # share of the whole from-LSOA (not only of its part inside the target set): an LSOA mostly
+    # outside the target area keeps small shares and is not claimed by it
+    whole = a.set_index("from_code").geometry.area
+    inter["share"] = inter["area_m2"] / inter["from_code"].map(whole).to_numpy()
     best = inter.groupby("from_code")["share"].transform("max") == inter["share"]
     inter["best_fit"] = best
     return (

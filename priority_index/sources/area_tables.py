@@ -138,6 +138,7 @@ def _counts_from_wide(
     dup = frame[list(key_cols)].astype(str).duplicated().to_numpy()
     reject(dup, "duplicate_area_row")
     tally.rows_used += int(alive.sum())
+    tally.codes_converted += int((alive & convertible & ~codes.isin(study_codes).to_numpy()).sum())
     tally.offences_read = (tally.offences_read or 0.0) + float(values.to_numpy().sum())
 
     used = values[alive]

@@ -22,6 +22,7 @@ def read_layer(
     layer: str | None = None,
     columns: Sequence[str] | None = None,
     where: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read an OGR layer with structural checks (file, layer, CRS, columns).
 
@@ -35,6 +36,8 @@ def read_layer(
         Columns that must exist (they are the only ones read).
     where
         Optional OGR SQL attribute filter, applied while reading.
+    bbox
+        Optional (xmin, ymin, xmax, ymax) in EPSG:27700: only features intersecting it.
 
     Returns
     -------
@@ -59,8 +62,18 @@ def read_layer(
             "the layer has no coordinate reference system",
             expected="a .prj file or a CRS in the layer",
         )
+    if bbox is not None:  # bbox is in EPSG:27700; the layer may be in another CRS
+        from pyproj import Transformer
+
+        t = Transformer.from_crs(BNG, info["crs"], always_xy=True)
+        bbox = t.transform_bounds(*bbox)
     frame = pyogrio.read_dataframe(
-        path, layer=layer, columns=list(columns or []) or None, where=where, use_arrow=True
+        path,
+        layer=layer,
+        columns=list(columns or []) or None,
+        where=where,
+        bbox=bbox,
+        use_arrow=True,
     )
     return frame.to_crs(BNG)
 

@@ -64,6 +64,8 @@ class SourceTally:
     files: int = 0
     offences_read: float | None = None
     offences_used: float | None = None
+    #: rows whose LSOA code was of the other vintage (2011/2021) and were carried across
+    codes_converted: int = 0
 
     @property
     def rows_rejected(self) -> int:
@@ -82,6 +84,7 @@ class SourceTally:
             "rows_rejected": self.rows_rejected,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "reconciles": self.reconciles,
+            "codes_converted": self.codes_converted,
         }
         if self.offences_read is not None:
             out["offences_read"] = self.offences_read
