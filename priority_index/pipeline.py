@@ -24,6 +24,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from . import (
     composite,
@@ -37,13 +38,13 @@ from . import (
     selection,
     spatial_weights,
     uncertainty,
+    vintages,
 )
 from .config import Settings
 from .crime_groups import GROUP_LABELS, source_mapping
 from .errors import ConfigError, InputError
 from .sources import area_tables, boundaries, police_uk
 from .sources.quarantine import Quarantine
-from . import vintages
 from .vintages import lookup_shares
 
 Progress = Callable[[str], None]
@@ -438,9 +439,7 @@ def best_fit_map(overlap: pd.DataFrame, study_codes: pd.Index) -> dict[str, dict
     least half of it lies in the study area (a neighbour's LSOA is not claimed); codes that
     exist in both vintages need no conversion and are left out."""
     inside = overlap.groupby("from_code")["share"].transform("sum")
-    best = overlap[
-        overlap["best_fit"] & (inside >= 0.5) & ~overlap["from_code"].isin(study_codes)
-    ]
+    best = overlap[overlap["best_fit"] & (inside >= 0.5) & ~overlap["from_code"].isin(study_codes)]
     return {a: {b: 1.0} for a, b in zip(best["from_code"], best["to_code"], strict=True)}
 
 
@@ -667,9 +666,15 @@ def find_hotspots(
         with_pts = sorted(pts["crime_group"].unique())
         note = (
             f"Kernel density and micro-places from points ({per}) for "
-            f"{', '.join(GROUP_LABELS[g] for g in with_pts)}; other crime groups are "
-            "area-level counts only."
+            f"{', '.join(GROUP_LABELS[g] for g in with_pts)}"
         )
+        area_only = sorted(set(inputs.counts["crime_group"].unique()) - set(with_pts))
+        if area_only:
+            note += (
+                f"; area-level counts only (no points) for "
+                f"{', '.join(GROUP_LABELS.get(g, g) for g in area_only)}"
+            )
+        note += "."
         if per != settings.current_period.name:
             note += (
                 f" The points do not reach the current period "
@@ -918,7 +923,25 @@ def _face_lsoas(
     return out
 
 
+def study_cells(study: gpd.GeoDataFrame, cell_size: float) -> pd.Index:
+    """Ids (``E<x>N<y>`` of the south-west corner, as micro.cell_totals) of every grid cell whose
+    centre lies in the study area: the denominator of cell-level concentration."""
+    xmin, ymin, xmax, ymax = study.total_bounds
+    x0 = np.floor(xmin / cell_size) * cell_size
+    y0 = np.floor(ymin / cell_size) * cell_size
+    xs = np.arange(x0, xmax, cell_size)
+    ys = np.arange(y0, ymax, cell_size)
+    gx, gy = np.meshgrid(xs, ys)
+    gx, gy = gx.ravel(), gy.ravel()
+    inside = shapely.contains_xy(study.union_all(), gx + cell_size / 2, gy + cell_size / 2)
+    col = np.round(gx[inside] / cell_size).astype(np.int64)
+    row = np.round(gy[inside] / cell_size).astype(np.int64)
+    return pd.Index(micro.cell_ids(col, row, cell_size=cell_size).astype(str))
+
+
 def _concentration(settings: Settings, inputs: Inputs, index: IndexResult) -> pd.DataFrame:
+    """How concentrated harm and counts are: over LSOAs, and over grid cells when points exist
+    (every cell of the study area counts, empty ones too)."""
     ind = index.indicators
     per_lsoa = pd.DataFrame(
         {
@@ -931,22 +954,24 @@ def _concentration(settings: Settings, inputs: Inputs, index: IndexResult) -> pd
     pts = current_points(settings, inputs)
     pts = pts[pts["crime_group"] != "asb"]
     if len(pts):
-        cells = micro.cell_totals(pts, cell_size=settings.micro.cell_size_m)
+        size = settings.micro.cell_size_m
+        cells = micro.cell_totals(pts, cell_size=size)
+        every = study_cells(inputs.study, size).union(cells.index.astype(str))
+        cells = cells.reindex(every, fill_value=0)
         per_cell = pd.DataFrame(
             {
                 "unit_label": cells.index.astype(str),
-                "harm": cells["harm"].to_numpy(),
-                "count": cells["n_records"].to_numpy(),
+                "harm": cells["harm"].to_numpy(dtype=float),
+                "count": cells["n_records"].to_numpy(dtype=float),
             }
         )
+        groups = ", ".join(GROUP_LABELS[g] for g in sorted(pts["crime_group"].unique()))
+        unit = (
+            f"{size:g} m cell, police.uk points {points_period(settings, inputs)} "
+            f"({groups}); all {len(every):,} cells of the study area"
+        )
         out = pd.concat(
-            [
-                out,
-                harm.concentration_summary(per_cell).assign(
-                    unit=f"{settings.micro.cell_size_m:g} m cell (points only)"
-                ),
-            ],
-            ignore_index=True,
+            [out, harm.concentration_summary(per_cell).assign(unit=unit)], ignore_index=True
         )
     return out
 
