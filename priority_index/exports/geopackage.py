@@ -113,6 +113,19 @@ FIELD_LABELS: dict[str, str] = {
     "drivers": "Drivers",
     "gi_hot_share": "Share in Gi* hot spots",
     "selection_frequency": "Selection frequency",
+    "core_lsoas": "Core LSOA(s)",
+    "mean_overlap": "Mean share of its LSOAs re-selected",
+    "share_priority_before": "Share of LSOAs priority last period",
+    "also_priority_before": "Also priority last period",
+    "harm_per_1000_residents": "Harm per 1,000 residents (CCHI days)",
+    "mean_score": "Mean priority score",
+    "control_lsoa_codes": "Control LSOA codes",
+    "distance": "Match distance (standardised)",
+    "target_trend": "Target harm trend (change in CCHI days)",
+    "control_trend": "Control harm trend (change in CCHI days)",
+    "target_mean_score": "Target mean score",
+    "control_mean_score": "Control mean score",
+    "months_active": "Months with records",
     "fragile": "Fragile selection",
     "indicator": "Indicator",
     "patrol_rank": "Patrol rank",
@@ -158,11 +171,28 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _words(name: str) -> str:
+def _words(name: str, *, unit: bool = True) -> str:
     if name in GROUP_LABELS:
         return GROUP_LABELS[name]
+    spec = _indicator(name)
+    if spec is not None:
+        if unit and spec.unit and "(" not in spec.label:
+            return f"{spec.label} ({spec.unit})"
+        return spec.label
     text = re.sub(r"_+", " ", name).strip()
     return text[:1].upper() + text[1:] if text else name
+
+
+def _indicator(name: str):
+    """The indicator catalogue's entry for ``name`` (label and unit), if it is an indicator."""
+    from .. import indicators
+
+    if name not in indicators.INDICATORS and not name.startswith(("dep_", "other_", "count_")):
+        return None
+    try:
+        return indicators.indicator_spec(name)
+    except (KeyError, ValueError):
+        return None
 
 
 def field_label(column: str) -> str:
@@ -183,9 +213,9 @@ def field_label(column: str) -> str:
     if column in FIELD_LABELS:
         return FIELD_LABELS[column]
     if column.startswith("norm_") and len(column) > 5:
-        return f"{_words(column[5:])} (normalised)"
+        return f"{_words(column[5:], unit=False)} (normalised)"
     if column.startswith("contrib_") and len(column) > 8:
-        return f"{_words(column[8:])} (contribution to score)"
+        return f"{_words(column[8:], unit=False)} (contribution to score)"
     return _words(column)
 
 
