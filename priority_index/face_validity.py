@@ -8,6 +8,12 @@ town centre with a bad reputation may carry less harm per resident than its repu
 high-ranking LSOA may sit right next to a neighbourhood that was already chosen (neighbourhoods
 are kept apart).
 
+It is a weak test and the table says so in its numbers: a place counts as "in" when any one LSOA
+of its wards is selected, however many are not (hence ``n_selected``, ``share_of_lsoas_selected``
+and ``median_rank`` beside ``in_priority``); two places can share a ward, so one neighbourhood can
+"confirm" both (``shared_with``); and the survey that named the places may be years older than
+the index's data (``source``).
+
 The places arrive as data (``data/croydon/unsafe_places_2021_survey.csv`` for the Croydon
 example), never as code, so another partnership supplies its own list. Places are matched to
 LSOAs through ward names; ward names are compared case-insensitively, with ``&`` read as
@@ -49,6 +55,7 @@ FACE_VALIDITY_COLUMNS: tuple[str, ...] = (
     "place",
     "wards",
     "n_lsoas",
+    "n_selected",
     "in_priority",
     "neighbourhoods",
     "share_of_lsoas_selected",
@@ -58,6 +65,8 @@ FACE_VALIDITY_COLUMNS: tuple[str, ...] = (
     "main_drivers",
     "unmatched_wards",
     "adjacent_neighbourhoods",
+    "shared_with",
+    "source",
     "explanation",
 )
 
@@ -109,6 +118,12 @@ def ordinal(n: int) -> str:
     else:
         suffix = {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def _rank_text(value: float) -> str:
+    """A median rank as text: ``38``, or ``38.5`` between two ranks."""
+    v = float(value)
+    return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
 
 
 def driver_names(text: Any) -> list[str]:
@@ -231,8 +246,9 @@ def face_validity(
         One row per named place: ``place`` and the wards it lies in, ``wards`` (or
         ``ward_names``, ``wards_2024``, ...; see :data:`WARD_COLUMNS`; several separated by
         ``";"``). An optional ``adjacent_wards`` (or ``adjacent_wards_2024``) column names
-        wards next to the place, e.g. where a district centre sits on a ward boundary. Other
-        columns (``source``, ``ward_codes_2024``, ``notes``) are ignored.
+        wards next to the place, e.g. where a district centre sits on a ward boundary. An
+        optional ``source`` column (e.g. ``"Safer Croydon Partnership 2021 surveys"``) is
+        carried through; other columns (``ward_codes_2024``, ``notes``) are ignored.
     lsoas : pandas.DataFrame
         Per LSOA, indexed by LSOA code (or with an ``lsoa_code`` column): ``ward_name``,
         ``rank`` (1 = highest priority), ``neighbourhood_id`` (0 = in none) and optionally
@@ -257,16 +273,20 @@ def face_validity(
     pandas.DataFrame
         One row per place, in input order, with the columns of
         :data:`FACE_VALIDITY_COLUMNS`: ``place``; ``wards`` (as given, ``"; "``-joined);
-        ``n_lsoas`` (LSOAs in those wards); ``in_priority`` (any of them in a priority
-        neighbourhood); ``neighbourhoods`` (their names, ``"; "``); ``share_of_lsoas_selected``;
+        ``n_lsoas`` (LSOAs in those wards); ``n_selected`` (how many of them are in a priority
+        neighbourhood); ``in_priority`` (any of them is: a weak test, one LSOA suffices);
+        ``neighbourhoods`` (their names, ``"; "``); ``share_of_lsoas_selected``;
         ``best_rank``; ``median_rank``; ``gi_hot_share`` (share with ``gi_bin >= 2``, NaN without
         Gi* bins); ``main_drivers`` (up to two driver names, ``"; "``, most common first driver
         among the place's top-ranked LSOAs: those in a neighbourhood if any, else those in the
         top share, else its ``top_ranked`` best); ``unmatched_wards`` (ward names matching no
         LSOA); ``adjacent_neighbourhoods`` (other priority neighbourhoods with LSOAs in the
-        adjacent wards, ``"; "``); ``explanation`` (plain words; for a place outside the
-        neighbourhoods it also names those next door). Places whose wards match no LSOA
-        have ``n_lsoas`` 0, missing ranks and an explanation saying so.
+        adjacent wards, ``"; "``); ``shared_with`` (other places of the list sharing a ward
+        with this one, ``"; "``: their LSOAs are counted for both); ``source`` (the places'
+        ``source`` column, ``""`` without one); ``explanation`` (plain words, with the
+        median rank of the place's LSOAs; for a place outside the neighbourhoods it also
+        names those next door). Places whose wards match no LSOA have ``n_lsoas`` 0,
+        missing ranks and an explanation saying so.
 
     Raises
     ------
@@ -308,12 +328,24 @@ def face_validity(
     the_n = "the nine" if n_nine == 9 else f"the {n_nine} priority neighbourhoods"
     nb_of = {code: int(i) for code, i in nb_ids.items() if i}
     has_gi = "gi_bin" in table.columns
+    source_col = "source" if "source" in places.columns else None
+
+    names_in_order = [str(p).strip() if not pd.isna(p) else "" for p in places["place"].tolist()]
+    ward_keys = [
+        {normalise_ward(w) for w in _split_wards(value)} for value in places[ward_col].tolist()
+    ]
 
     rows: list[dict[str, Any]] = []
-    for _, place in places.iterrows():
-        name = str(place["place"]).strip() if not pd.isna(place["place"]) else ""
+    for position, (_, place) in enumerate(places.iterrows()):
+        name = names_in_order[position]
         wards = _split_wards(place[ward_col])
         keys = {normalise_ward(w): w for w in wards}
+        shared = [
+            other
+            for j, other in enumerate(names_in_order)
+            if j != position and ward_keys[j] & ward_keys[position] and other != name
+        ]
+        source = place[source_col] if source_col is not None else ""
         mine = table[table["_ward_key"].isin(list(keys))]
         found = set(mine["_ward_key"])
         unmatched = [w for k, w in keys.items() if k not in found]
@@ -321,6 +353,7 @@ def face_validity(
             "place": name,
             "wards": "; ".join(wards),
             "n_lsoas": len(mine),
+            "n_selected": 0,
             "in_priority": False,
             "neighbourhoods": "",
             "share_of_lsoas_selected": np.nan,
@@ -330,6 +363,8 @@ def face_validity(
             "main_drivers": "",
             "unmatched_wards": "; ".join(unmatched),
             "adjacent_neighbourhoods": "",
+            "shared_with": "; ".join(dict.fromkeys(shared)),
+            "source": str(source).strip() if isinstance(source, str) else "",
             "explanation": "",
         }
         next_door = table.iloc[:0]
@@ -378,6 +413,7 @@ def face_validity(
         drivers = _main_drivers(ranked)
         best = ranks.min()
         row.update(
+            n_selected=len(selected),
             in_priority=not selected.empty,
             neighbourhoods="; ".join(names),
             share_of_lsoas_selected=len(selected) / len(mine),
@@ -390,10 +426,16 @@ def face_validity(
             row["gi_hot_share"] = float((gi >= 2).sum() / len(mine))
         driven = f"; driven by {' and '.join(drivers)}" if drivers else ""
         of_n = f"of {n_total}"
+        median_note = (
+            f"; the median rank of its LSOAs is {_rank_text(ranks.median())} {of_n}"
+            if ranks.notna().any()
+            else ""
+        )
         if not selected.empty:
+            verb = "forms" if len(selected) == 1 else "form"
             row["explanation"] = (
-                f"In {the_n}: {len(selected)} of its {len(mine)} LSOAs form part of "
-                f"{_quoted_names(names)}{driven}."
+                f"In {the_n}: {len(selected)} of its {len(mine)} LSOAs {verb} part of "
+                f"{_quoted_names(names)}{driven}{median_note}."
             )
         else:
             touching = _touching(list(in_top.index), neighbours, nb_of) if neighbours else {}
@@ -407,9 +449,10 @@ def face_validity(
                     f"kept apart{driven}."
                 )
             elif not in_top.empty:
+                verb = "is" if len(in_top) == 1 else "are"
                 row["explanation"] = (
-                    f"Not in {the_n} although {len(in_top)} of its {len(mine)} LSOAs are in the "
-                    f"top {top_pct} (the best {ordinal(best)} {of_n}): {the_n} were filled by "
+                    f"Not in {the_n} although {len(in_top)} of its {len(mine)} LSOAs {verb} in "
+                    f"the top {top_pct} (the best {ordinal(best)} {of_n}): {the_n} were filled by "
                     "higher-scoring areas first, or they have too few high-scoring neighbours to "
                     f"grow a neighbourhood{driven}."
                 )
@@ -429,6 +472,7 @@ def face_validity(
 
     out = pd.DataFrame(rows, columns=list(FACE_VALIDITY_COLUMNS))
     out["n_lsoas"] = out["n_lsoas"].astype("int64")
+    out["n_selected"] = out["n_selected"].astype("int64")
     out["in_priority"] = out["in_priority"].astype(bool)
     out["best_rank"] = out["best_rank"].astype("Int64")
     for col in ("share_of_lsoas_selected", "median_rank", "gi_hot_share"):

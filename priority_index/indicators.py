@@ -5,10 +5,14 @@ direction and kind); exports, popups and the report read their wording from ther
 :func:`build_indicators` turns a table of crime counts per LSOA (plus optional population,
 deprivation and other agencies' layers) into one column per indicator.
 
-Harm is the Cambridge Crime Harm Index (CCHI): each recorded crime counts the number of days of
-imprisonment its offence would attract as a starting-point sentence, so harm for a group is
-``count x days per offence``. Anti-social behaviour is not a crime and carries no CCHI weight; it
-only enters harm when a partnership chooses a weight for it (``asb_weight`` days per incident).
+Harm is measured in Cambridge Crime Harm Index (CCHI) days. The CCHI is defined per offence type
+(days of custody at the sentencing-guideline starting point), but police.uk and the Met's LSOA
+tables give only crime groups, so each group carries an *average* number of CCHI days per
+recorded offence (by default calibrated from Croydon's published 2019-20 totals; see
+``data/CCHI_DERIVATION.md``) and harm for a group is ``count x days per offence``. With fixed
+weights, a change in harm between periods follows the counts (harm at a fixed offence mix).
+Anti-social behaviour is not a crime and carries no CCHI weight; it only enters harm when a
+partnership chooses a weight for it (``asb_weight`` days per incident).
 
 Per-capita rates on LSOA populations (about 1,500 residents) are unstable, so by default they are
 shrunk toward the mean of all areas passed in (the borough, for a partnership) by global
@@ -82,20 +86,32 @@ _EB_NOTE = (
     "unless shrinkage is switched off."
 )
 
+_HARM_NOTE = (
+    " Each group's weight is its average CCHI days per recorded offence (by default calibrated "
+    "from the Safer Croydon Partnership's published 2019 and 2020 CCHI totals over the Met's "
+    "Croydon counts; see data/CCHI_DERIVATION.md), not the days of each offence: harm is "
+    "counts times group averages, so it moves with the counts, not with the severity mix. "
+    "Sexual offences count only when the input carries them (the Met does not publish them "
+    "at LSOA level)."
+)
+
 _FIXED: tuple[Indicator, ...] = (
     Indicator(
         "harm_total",
         "Crime harm",
-        "Total Cambridge Crime Harm Index days: recorded crimes in the period times the "
-        "starting-point sentence days for their group, summed over crime groups. Anti-social "
-        "behaviour is excluded unless it is given a weight.",
+        "Total Cambridge Crime Harm Index (CCHI) days: recorded crimes of each group in the "
+        "period times the group's average CCHI days per offence, summed over groups."
+        + _HARM_NOTE
+        + " Anti-social behaviour is excluded unless it is given a weight.",
         "CCHI days",
     ),
     Indicator(
         "harm_violence",
         "Violence harm",
-        "Crime Harm Index days from violence against the person, violence and sexual offences "
-        "and sexual offences.",
+        "CCHI days from the crime groups configured as violence (harm.violence_groups; by "
+        "default violence against the person, police.uk's violence and sexual offences, and "
+        "sexual offences where the input has them): counts times each group's average CCHI "
+        "days per offence." + _HARM_NOTE,
         "CCHI days",
     ),
     Indicator(
@@ -114,14 +130,15 @@ _FIXED: tuple[Indicator, ...] = (
     Indicator(
         "harm_rate",
         "Crime harm per 1,000",
-        "Crime Harm Index days per 1,000 residents: the rate of each crime group per 1,000 "
-        "residents times its harm weight, summed over groups." + _EB_NOTE,
+        "CCHI days per 1,000 residents: the rate of each crime group per 1,000 residents times "
+        "its average CCHI days per offence, summed over groups." + _HARM_NOTE + _EB_NOTE,
         "CCHI days per 1,000 residents",
     ),
     Indicator(
         "violence_harm_rate",
         "Violence harm per 1,000",
-        "Violence Crime Harm Index days per 1,000 residents (violence and sexual groups)."
+        "Violence CCHI days per 1,000 residents (the violence groups, as in Violence harm)."
+        + _HARM_NOTE
         + _EB_NOTE,
         "CCHI days per 1,000 residents",
     ),
@@ -150,7 +167,10 @@ _FIXED: tuple[Indicator, ...] = (
     Indicator(
         "young_share",
         "Young residents",
-        "Share of usual residents in the young age bands supplied (for example aged 10-24).",
+        "Share of usual residents in the age bands configured as young residents "
+        "(sources.population.young_columns in the pipeline file; when none are given, the "
+        "population reader's default band for its format: 'Aged 16 to 24 years' for Census "
+        "age tables, 'Persons_16-29' for ONS mid-year estimates).",
         "share of residents (0-1)",
         kind="demography",
     ),

@@ -128,6 +128,7 @@ def test_place_in_a_neighbourhood() -> None:
     assert list(out.columns) == list(FACE_VALIDITY_COLUMNS)
     row = out.iloc[0]
     assert row["n_lsoas"] == 8
+    assert row["n_selected"] == 4
     assert bool(row["in_priority"]) is True
     assert row["neighbourhoods"] == "North End & Central"
     assert row["share_of_lsoas_selected"] == pytest.approx(4 / 8)
@@ -138,8 +139,30 @@ def test_place_in_a_neighbourhood() -> None:
     assert row["main_drivers"] == "Violence harm; Income deprivation"
     assert row["explanation"] == (
         "In the 2 priority neighbourhoods: 4 of its 8 LSOAs form part of 'North End & Central'; "
-        "driven by Violence harm and Income deprivation."
+        "driven by Violence harm and Income deprivation; the median rank of its LSOAs is 4.5 "
+        "of 20."
     )
+    assert row["shared_with"] == "" and row["source"] == "2021 survey"
+
+
+def test_one_lsoa_forms_part_and_shared_wards_are_named() -> None:
+    lsoas = _lsoas()
+    lsoas.loc[["L13"], "neighbourhood_id"] = 0  # Hill keeps one selected LSOA (L12)
+    places = _places([("Hill Top", "Hill"), ("Hill Market", "Hill; Vale"), ("Vale", "Vale")])
+    out = face_validity(places, lsoas, _neighbourhoods())
+    first = out.iloc[0]
+    assert first["n_selected"] == 1
+    assert first["explanation"].startswith(
+        "In the 2 priority neighbourhoods: 1 of its 4 LSOAs forms part of 'Hill Top'"
+    )
+    assert "LSOAs form part" not in first["explanation"]
+    assert first["explanation"].endswith("the median rank of its LSOAs is 9 of 20.")
+    assert first["shared_with"] == "Hill Market"
+    assert out.loc[1, "shared_with"] == "Hill Top; Vale"
+    assert out.loc[2, "shared_with"] == "Hill Market"
+    # no source column: an empty source
+    out = face_validity(places.drop(columns="source"), lsoas, _neighbourhoods())
+    assert (out["source"] == "").all()
 
 
 def test_nine_named_as_the_nine() -> None:
@@ -193,7 +216,7 @@ def test_high_ranking_place_touching_a_neighbourhood_is_explained_by_separation(
     text = out.loc[0, "explanation"]
     assert "touches" not in text
     assert text.startswith(
-        "Not in the 2 priority neighbourhoods although 1 of its 4 LSOAs are in the top 30% "
+        "Not in the 2 priority neighbourhoods although 1 of its 4 LSOAs is in the top 30% "
         "(the best 6th of 20)"
     )
     # and with the default 20% it is simply ranked too low
@@ -249,7 +272,7 @@ def test_dtypes_and_order_are_stable() -> None:
     places = _places([("B", "Vale"), ("A", "Hill"), ("C", "Nowhere")])
     out = face_validity(places, _lsoas(), _neighbourhoods())
     assert list(out["place"]) == ["B", "A", "C"]
-    assert out["n_lsoas"].dtype == "int64"
+    assert out["n_lsoas"].dtype == "int64" and out["n_selected"].dtype == "int64"
     assert out["in_priority"].dtype == bool
     assert str(out["best_rank"].dtype) == "Int64"
     again = face_validity(places, _lsoas(), _neighbourhoods())

@@ -265,3 +265,19 @@ def test_croydon_rates_match_esda():
     # shrinkage keeps the population-weighted mean and narrows the spread
     assert np.std(ind["violence_harm_rate"]) < np.std(crude)
     assert abs(np.average(ref, weights=n) / (v.sum() / n.sum() * 1000) - 1) < 0.05
+
+
+def test_harm_and_young_descriptions_say_what_the_numbers_are():
+    for name in ("harm_total", "harm_violence", "harm_rate", "violence_harm_rate"):
+        text = INDICATORS[name].description
+        assert "average CCHI days per" in text, name
+        assert "CCHI_DERIVATION.md" in text and "Croydon" in text, name
+        assert "moves with the counts" in text, name
+        assert "does not publish them at LSOA level" in text, name
+        assert "starting-point sentence days" not in text, name
+        assert INDICATORS[name].label  # labels unchanged in kind: short, non-empty
+    young = INDICATORS["young_share"].description
+    assert "10-24" not in young
+    assert "sources.population.young_columns" in young
+    assert INDICATORS["harm_total"].label == "Crime harm"
+    assert INDICATORS["young_share"].label == "Young residents"

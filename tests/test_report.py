@@ -83,6 +83,7 @@ def _neighbourhoods(lsoas: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             "drivers": ["Violence Against the Person (52%)", "Robbery (30%)", "ASB (40%)"],
             "gi_hot_share": [1.0, 0.33, 0.0],
             "selection_frequency": [0.97, 0.61, 0.31],
+            "mean_overlap": [0.88, 0.54, 0.26],
             "fragile": [False, False, True],
             "also_priority_before": [True, False, True],
         },
@@ -189,6 +190,8 @@ def _data(**overrides) -> ReportData:
                 "control_lsoa_codes": ["E01000012; E01000013", "E01000014", ""],
                 "target_mean_score": [2.5, 2.0, 1.5],
                 "control_mean_score": [1.1, 1.0, np.nan],
+                "target_trend": [-120.0, 35.0, 10.0],
+                "control_trend": [-20.0, 15.0, np.nan],
             },
             index=pd.Index([1, 2, 3], name="neighbourhood_id"),
         ),
@@ -205,6 +208,7 @@ def _data(**overrides) -> ReportData:
                 "place": ["West Testham", EVIL],
                 "wards": ["Ward A", "Ward C"],
                 "n_lsoas": [10, 10],
+                "n_selected": [3, 0],
                 "in_priority": [True, False],
                 "neighbourhoods": ["Thornton Heath & West Thornton", ""],
                 "share_of_lsoas_selected": [0.3, 0.0],
@@ -212,6 +216,7 @@ def _data(**overrides) -> ReportData:
                 "median_rank": [12.5, 22.0],
                 "gi_hot_share": [0.2, 0.0],
                 "main_drivers": ["Violence harm", "Income deprivation"],
+                "source": ["Testham 2021 survey", "Testham 2021 survey"],
                 "explanation": [
                     "In the nine: 3 of its 10 LSOAs form part of 'Thornton Heath'.",
                     "Not in the nine: its best LSOA ranks 17th of 30.",
@@ -229,6 +234,20 @@ def _data(**overrides) -> ReportData:
         timings={"ingest": 1.234, "indicators and index": 0.5},
         notes=["A note about the run.", EVIL],
         outputs={"report.html": 123456, "priority_index.gpkg": {"bytes": 2_500_000}},
+        harm_weights=pd.DataFrame(
+            {
+                "crime_group": ["violence", "robbery", "sexual_offences", "asb"],
+                "days": [51.27, 333.72, 724.14, 0.0],
+            }
+        ),
+        study_area_is_croydon=False,
+        study_area_name=f"Testham {EVIL}",
+        hotspot_method={
+            "indicator": "crime harm",
+            "weights": "queen",
+            "permutations": 999,
+            "fdr": True,
+        },
     )
     base.update(overrides)
     return ReportData(**base)
@@ -335,7 +354,14 @@ def test_neighbourhood_table_shows_stability_and_persistence(page: str) -> None:
 def test_harm_table_layout(page: str) -> None:
     section = page.split('<section id="harm"')[1].split("</section>")[0]
     headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", section)
-    assert headers[:5] == ["Crime Type", "2019", "2020", "+/-", "% +/-"]
+    assert headers[:6] == [
+        "Crime Type",
+        "Days per offence (CCHI average)",
+        "2019",
+        "2020",
+        "+/-",
+        "% +/-",
+    ]
     assert "Offences 2019" in headers and "Offences 2020" in headers
     assert "crime_group" not in headers
     assert '<tr class="total">' in section
@@ -360,7 +386,9 @@ def test_weights_sensitivity_face_validity_ttt_quality_method_run(page: str) -> 
     assert "60.0%" in weights and "40.0%" in weights
     assert "The index leans most on Violence harm" in weights
     face = page.split('<section id="face-validity"')[1].split("</section>")[0]
-    assert "1 of 2 fall in a priority neighbourhood" in face
+    assert "1 of 2 have at least one LSOA in a priority neighbourhood" in face
+    assert "weak test" in face and "2021" in face
+    assert "3 of 10" in face  # LSOAs selected, beside the yes/no
     assert "its best LSOA ranks 17th of 30" in face
     ttt = page.split('<section id="target-test-track"')[1].split("</section>")[0]
     assert "E01000012; E01000013" in ttt and "treatment" in ttt
@@ -500,7 +528,8 @@ def test_concentration_wording_equal_gini_and_plural_units() -> None:
     )
     html = render_report(_data(concentration=conc, lorenz={}))
     section = html.split('<section id="concentration"')[1].split("</section>")[0]
-    assert "Across 150 m cells (points only), harm is as concentrated as counts" in section
+    assert "Across 150 m cells (points only), harm is about as concentrated as counts" in section
+    assert "(Gini 0.371 against 0.372)" in section  # equal at two digits: three shown
     assert "22% of 150 m cells (points only) hold half of the harm" in section
     assert "data:image/png" not in section  # no curves given, no figure
     conc["gini"] = [0.30, 0.40]
@@ -523,9 +552,218 @@ def test_long_trial_is_cut_and_ids_print_without_separators() -> None:
     assert "90 units randomised in blocks (treatment: 45, control: 45)" in section
     assert "The first 40 of 90 units are listed" in section
     assert "cell-39<" in section and "cell-40<" not in section
-    assert ">20240301<" in section and "20,240,301" not in section
+    # the seed is stated once, not repeated on each row
+    assert "random seed 20240301" in section and "20,240,301" not in section
+    assert section.count("20240301") == 1
     # one format per column: values up to 600 print without decimals, 346.8 too
     assert ">600<" in section and ">347<" in section and "346.8" not in section
+
+
+def _section_of(html: str, anchor: str) -> str:
+    return html.split(f'<section id="{anchor}"')[1].split("</section>")[0]
+
+
+def _text_of(html: str) -> str:
+    """Visible text with tags removed and entities decoded (for phrase checks)."""
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+def test_what_harm_means_here_in_harm_and_method_sections(page: str) -> None:
+    for anchor in ("harm", "method"):
+        section = _section_of(page, anchor)
+        text = _text_of(section)
+        assert "What harm means here" in text, anchor
+        assert "AVERAGE number of CCHI days per recorded offence" in text
+        assert "Strategic Assessment" in text and "CCHI_DERIVATION.md" in text
+        assert "harm at a fixed offence mix" in text
+        assert "not with a shift towards more or less serious offences" in text
+        # no sexual offences in the counts: said, with their weight in Croydon's harm
+        assert "EXCLUDES sexual offences" in text and "about a third" in text
+        # not Croydon: the weights are said to be Croydon-calibrated, area name escaped
+        assert "Croydon-calibrated" in text
+        assert "Testham &lt;script&gt;" in section
+        # the old, wrong wording is gone
+        assert "attracts at the starting point" not in text
+    harm = _section_of(page, "harm")
+    assert "Total Notifiable Offences (excluding sexual offences)" in harm
+    violence = [r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", harm) if "Violence Against" in r][0]
+    assert ">51.27<" in violence  # days per offence beside the group
+    summary = _text_of(_section_of(page, "summary"))
+    assert "days of harm (CCHI excluding sexual offences), 2020" in summary
+    assert "harm at a fixed offence mix" in summary
+
+
+def test_harm_sexual_offences_rows_and_wording() -> None:
+    table = _harm_table()
+    sexual = pd.DataFrame(
+        {
+            "crime_group": ["sexual_offences"],
+            "Crime Type": ["Sexual Offences"],
+            "2019": [0.0],
+            "2020": [0.0],
+            "+/-": [0.0],
+            "% +/-": [np.nan],
+            "Offences 2019": [0.0],
+            "Offences 2020": [0.0],
+        }
+    )
+    with_zeros = pd.concat([table.iloc[:2], sexual, table.iloc[2:]], ignore_index=True)
+    html = render_report(_data(harm_table=with_zeros, study_area_is_croydon=True))
+    harm = _section_of(html, "harm")
+    row = [r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", harm) if "Sexual Offences" in r][0]
+    assert "Sexual Offences (not published at LSOA level)" in row
+    assert ">0<" not in row and ">+0<" not in row  # no zeros shown as if real
+    text = _text_of(harm)
+    assert "EXCLUDES sexual offences" in text
+    assert "Croydon's own 2019-20 averages" in text and "Croydon-calibrated" not in text
+
+    # police.uk's combined group: sexual harm included, blended
+    blended = table.copy()
+    blended.loc[0, ["crime_group", "Crime Type"]] = ["violence_and_sexual", "Violence and Sexual"]
+    weights = pd.DataFrame(
+        {
+            "crime_group": ["violence", "sexual_offences", "violence_and_sexual", "robbery"],
+            "days": [51.27, 724.14, 108.46, 333.72],
+        }
+    )
+    html = render_report(_data(harm_table=blended, harm_weights=weights))
+    text = _text_of(_section_of(html, "harm"))
+    assert "EXCLUDES" not in text and "excluding sexual offences" not in text
+    assert "blends the two (108.46 days" in text and "724.14" in text
+    # sexual offences counted on their own
+    own = pd.concat([table.iloc[:2], sexual.assign(**{"Offences 2020": 10.0})], ignore_index=True)
+    text = _text_of(_section_of(render_report(_data(harm_table=own)), "harm"))
+    assert "included with their own weight (724.14 days per offence)" in text
+
+
+def test_offences_outside_the_periods_are_mentioned_by_the_harm_table() -> None:
+    quality = pd.DataFrame(
+        [
+            {
+                "source": "Met LSOA crime counts (monthly)",
+                "rows_read": 10,
+                "rows_used": 10,
+                "rows_rejected": 0,
+                "offences_read": 65521.0,
+                "offences_used": 65519.0,
+                "rejected_by_reason": {},
+                "reconciles": True,
+            },
+            {
+                "source": "police.uk burglary points",
+                "rows_read": 3702,
+                "rows_used": 1907,
+                "rows_rejected": 1795,
+                "rejected_by_reason": {"outside_period": 1795},
+                "reconciles": True,
+            },
+        ]
+    )
+    html = render_report(_data(quality=quality))
+    text = _text_of(_section_of(html, "harm"))
+    offences = (
+        "2 of the 65,521 offences read from Met LSOA crime counts (monthly) fall in months "
+        "outside the analysis periods"
+    )
+    assert offences in text
+    assert "1,795 records of police.uk burglary points fall in months outside the analysis" in text
+    assert offences in _text_of(_section_of(html, "data-quality"))
+
+
+def test_cell_concentration_with_one_crime_group_is_called_void() -> None:
+    label = "150 m cell, police.uk points 2024/25 (Burglary); all 3,864 cells of the study area"
+    conc = pd.DataFrame(
+        {
+            "unit": ["LSOA", "LSOA", label, label],
+            "measure": ["harm", "count", "harm", "count"],
+            "units": [229, 229, 3864, 3864],
+            "gini": [0.448, 0.412, 0.854, 0.854],
+            "share_of_units_for_half": [0.197, 0.21, 0.052, 0.052],
+        }
+    )
+    html = render_report(_data(concentration=conc, point_groups=["Burglary"]))
+    section = _section_of(html, "concentration")
+    text = _text_of(section)
+    assert f"<strong>{label}</strong>" in section  # the unit label, as given
+    assert "Across the 3,864 cells, harm cannot be compared with counts" in text
+    assert "only one crime group has points (Burglary)" in text
+    assert "harm is as concentrated as counts" not in text
+    assert "Across the 229 LSOAs, harm is more concentrated than counts" in text
+    assert "Units (denominator)" in text
+    summary = _text_of(_section_of(html, "summary"))
+    assert "Across the 229 LSOAs" in summary
+    # without the groups, identical curves are still recognised as proportional
+    text = _text_of(_section_of(render_report(_data(concentration=conc)), "concentration"))
+    assert "harm is proportional to counts here" in text
+
+
+def test_stability_shows_mean_overlap_in_plain_words(page: str) -> None:
+    section = _section_of(page, "neighbourhoods")
+    text = _text_of(section)
+    assert "Core LSOA re-selected (runs)" in text and "Its LSOAs re-selected (mean)" in text
+    assert "88%" in section and "54%" in section
+    assert (
+        "Most stable: Thornton Heath & West Thornton (core LSOA re-selected in 97% of runs; "
+        "on average 88% of its LSOAs re-selected)"
+    ) in text
+    assert "Least stable: Fieldway (core LSOA re-selected in 31% of runs" in text
+
+
+def test_face_validity_headline_weak_test_and_shared_wards() -> None:
+    fv = _data().face_validity.copy()
+    fv.loc[1, "wards"] = "Ward A; Ward C"
+    text = _text_of(_section_of(render_report(_data(face_validity=fv)), "face-validity"))
+    assert "1 of 2 have at least one LSOA in a priority neighbourhood" in text
+    # pooled over distinct LSOAs of Ward A and Ward C (the fixture: 10 LSOAs each)
+    assert "Of the 20 distinct LSOAs in their wards" in text
+    assert "median rank of its LSOAs from 12.5 to 22 of 30" in text
+    assert "This is a weak test" in text and 'counts as "in"' in text
+    assert "Ward A (West Testham and <script>alert(1)</script>)" in text
+    assert "named in 2021 (Testham 2021 survey) while the index uses 2020" in text
+
+
+def test_controls_side_by_side_with_evaluation_caveats(page: str) -> None:
+    section = _section_of(page, "target-test-track")
+    text = _text_of(section)
+    assert "Mean score: neighbourhood" in text and "Mean score: controls" in text
+    assert "necessarily lower-scoring" in text
+    assert "mean score 2.50 against 1.10 for its controls" in text
+    assert "difference-in-differences" in text and "regression to the mean" in text
+    assert "Harm change: change in harm days from 2019 to 2020." in text
+    assert "\u2212120" in section  # signed change, true minus
+    controls = _data().controls.assign(match_quality=["good", "fair", "poor"])
+    text = _text_of(
+        _section_of(
+            render_report(_data(controls=controls, control_trend_unit="mean change per LSOA")),
+            "target-test-track",
+        )
+    )
+    assert "Match quality" in text and "fair" in text
+    assert "Poor matches (1): Fieldway" in text
+    assert "Harm change: mean change per LSOA." in text
+
+
+def test_gi_star_explained(page: str) -> None:
+    text = _text_of(_section_of(page, "map"))
+    assert "Getis-Ord Gi* hot and cold spots of crime harm" in text
+    assert "together with its neighbours" in text and "next to the town centre" in text
+    assert "permutation pseudo p-value (999" in text and "Benjamini-Hochberg" in text
+    assert "can still be 'not significant'" in text
+
+
+def test_minor_wording_fixes() -> None:
+    lsoas = _lsoa_index()
+    lsoas["ward_name"] = ""
+    text = _text_of(_section_of(render_report(_data(lsoa_index=lsoas), top_n=12), "summary"))
+    assert " in ;" not in text and " in  ;" not in text
+    assert "Highest-ranked LSOA: <script>alert(1)</script> (E01000000); drivers" in text
+    # the rank figure covers the same LSOAs as the top table
+    html = render_report(_data(), top_n=12)
+    text = _text_of(_section_of(html, "uncertainty"))
+    assert "of the top 12 LSOAs (the table above)" in text
+    assert "The 12 highest-ranked LSOAs" in text
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -570,3 +808,17 @@ def test_build_report_data_from_a_real_run() -> None:
     if data.face_validity is not None:
         for place in data.face_validity["place"]:
             assert place in html
+    method = _text_of(_section_of(html, "method"))
+    assert "anti-social" not in method  # the Croydon run has no ASB data
+    assert "shown below" not in method and "listed under 'Weights and sensitivity'" in method
+    assert "EXCLUDES sexual offences" in method  # the Met's tables carry none
+    assert "Croydon's own 2019-20 averages" in method
+    assert data.study_area_is_croydon is True and data.point_groups == ["Burglary"]
+    assert set(data.harm_weights["crime_group"]) >= {"violence", "robbery"}
+    assert data.hotspot_method["fdr"] is True
+    assert "young_share" in set(data.weights["indicator"])
+    young = data.weights.set_index("indicator").loc["young_share", "label"]
+    assert young == "Young residents (Aged 16 to 24 years)"
+    concentration = _text_of(_section_of(html, "concentration"))
+    assert "harm cannot be compared with counts" in concentration
+    assert "1 of its 10 LSOAs form part" not in html

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import textwrap
 import warnings
@@ -125,9 +126,11 @@ class ReportData:
     neighbourhoods : geopandas.GeoDataFrame or pandas.DataFrame
         Indexed by ``neighbourhood_id`` (or with that column): ``name``, ``n_lsoas``,
         ``residents``, ``total_harm``, ``violence_harm``, ``share_of_borough_harm`` (0-1),
-        ``rank``, ``drivers``, ``gi_hot_share`` (0-1), ``selection_frequency`` (0-1),
-        ``fragile`` (bool), ``also_priority_before`` (bool). Without geometry the outlines are
-        dissolved from ``lsoa_index``.
+        ``rank``, ``drivers``, ``gi_hot_share`` (0-1), ``selection_frequency`` (0-1: share of
+        Monte Carlo runs in which its core LSOA is selected again), ``mean_overlap`` (0-1:
+        average share of its LSOAs selected per run), ``fragile`` (bool),
+        ``also_priority_before`` (bool). Without geometry the outlines are dissolved from
+        ``lsoa_index``.
     harm_table : pandas.DataFrame, optional
         :func:`priority_index.harm.harm_table`: ``crime_group``, ``Crime Type``, one harm
         column per period, ``+/-``, ``% +/-`` and count columns (``Offences <period>``); every
@@ -135,8 +138,10 @@ class ReportData:
     periods : list of str
         Period names, oldest first (the harm table's period columns).
     concentration : pandas.DataFrame, optional
-        Rows per unit type and measure: ``unit``, ``measure`` (``"harm"``/``"count"``),
-        ``gini``, ``share_of_units_for_half``, ``units_for_half`` and any others.
+        Rows per unit type and measure: ``unit`` (a label printed as given, e.g. ``"LSOA"`` or
+        ``"150 m cell, police.uk points 2024/25 (Burglary); all 3,864 cells of the study
+        area"``), ``measure`` (``"harm"``/``"count"``), ``units`` (the denominator, printed as
+        given), ``gini``, ``share_of_units_for_half``, ``units_for_half`` and any others.
     lorenz : dict
         Curve label (``"LSOA harm"``, ``"LSOA count"``, ``"cell harm"``, ...) -> ``(x, y)``
         arrays: :class:`priority_index.harm.Concentration` curves (units highest first). An
@@ -149,7 +154,11 @@ class ReportData:
     sensitivity : pandas.DataFrame, optional
         Drop-one sensitivity (:func:`priority_index.uncertainty.drop_one_sensitivity`).
     controls : pandas.DataFrame, optional
-        Control (comparison) areas per neighbourhood.
+        Control (comparison) areas per neighbourhood
+        (:func:`priority_index.selection.propose_controls`): ``target_mean_score`` and
+        ``control_mean_score``, ``target_residents``/``control_residents``,
+        ``target_trend``/``control_trend``, ``distance`` and, when present,
+        ``match_quality`` (``"good"``/``"fair"``/``"poor"``).
     trial : pandas.DataFrame, optional
         Randomised trial allocation.
     face_validity : pandas.DataFrame, optional
@@ -170,6 +179,27 @@ class ReportData:
         Notes from the run (warnings, fallbacks) printed in the run details.
     outputs : dict
         Output file -> size in bytes (or a dict with ``bytes``).
+    harm_weights : pandas.DataFrame, optional
+        The harm weights used: ``crime_group`` and ``days`` (average CCHI days per offence of
+        the group), optionally ``label`` and ``source``. Adds a "Days per offence" column to
+        the harm table.
+    harm_weights_file : str
+        A partnership's own weights table overriding the packaged one ("" = packaged only).
+    study_area_is_croydon : bool or None
+        Whether the study area is Croydon, where the packaged weights were calibrated (None =
+        unknown). Outside Croydon the report says the weights are Croydon-calibrated.
+    study_area_name : str
+        The study area in a few words, e.g. ``"Sheffield (E08000019)"``.
+    point_groups : list of str
+        Labels of the crime groups in the points behind the cell-level (non-LSOA)
+        concentration rows. With one group, cell harm is count x one weight and the report
+        says the harm/count comparison is void there.
+    hotspot_method : dict
+        How the Gi* bins were made: ``indicator`` (label of the variable tested),
+        ``weights`` (neighbour rule), ``permutations`` (int), ``fdr`` (bool), ``alpha``.
+    control_trend_unit : str
+        What ``target_trend``/``control_trend`` measure, e.g. ``"mean change per LSOA in harm
+        days, 2024/25 to 2025/26"`` ("" = a default from ``periods``).
     """
 
     title: str
@@ -194,6 +224,13 @@ class ReportData:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    harm_weights: pd.DataFrame | None = None
+    harm_weights_file: str = ""
+    study_area_is_croydon: bool | None = None
+    study_area_name: str = ""
+    point_groups: list[str] = field(default_factory=list)
+    hotspot_method: dict[str, Any] = field(default_factory=dict)
+    control_trend_unit: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,6 +309,14 @@ def _auto_value(value: Any) -> str:
             return f"{v:,.2f}"
         return f"{v:.3f}"
     return _text(value)
+
+
+def _and_join(items: Sequence[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _count_word(n: int) -> str:
@@ -836,6 +881,30 @@ def _weights_frame(weights: pd.DataFrame | Mapping[str, Any] | None) -> pd.DataF
     return frame
 
 
+def _stability_text(row: pd.Series) -> str:
+    parts = []
+    if not _missing(row.get("selection_frequency")):
+        parts.append(f"core LSOA re-selected in {_pct(row['selection_frequency'])} of runs")
+    if not _missing(row.get("mean_overlap")):
+        parts.append(f"on average {_pct(row['mean_overlap'])} of its LSOAs re-selected")
+    return "; ".join(parts)
+
+
+def _stability_sentences(nb: pd.DataFrame) -> list[str]:
+    """The most and the least stable neighbourhood, in plain words."""
+    if nb.empty or not ({"selection_frequency", "mean_overlap"} & set(nb.columns)):
+        return []
+    key = "mean_overlap" if "mean_overlap" in nb.columns else "selection_frequency"
+    values = pd.to_numeric(nb[key], errors="coerce")
+    if values.isna().all():
+        return []
+    most, least = values.idxmax(), values.idxmin()
+    out = [f"Most stable: {nb.loc[most, 'name']} ({_stability_text(nb.loc[most])})."]
+    if least != most:
+        out.append(f"Least stable: {nb.loc[least, 'name']} ({_stability_text(nb.loc[least])}).")
+    return [" ".join(out)]
+
+
 def _harm_periods(data: ReportData) -> list[str]:
     table = data.harm_table
     if table is None:
@@ -901,9 +970,10 @@ def _summary(data: ReportData, lsoas: gpd.GeoDataFrame, nb: pd.DataFrame) -> str
         cards.append(_card(_int(borough_residents), "residents"))
     total = _total_harm_row(data)
     periods = _harm_periods(data)
+    excluding = " excluding sexual offences" if _sexual_status(data) == "absent" else ""
     if total is not None and periods:
         last = periods[-1]
-        cards.append(_card(_int(total[last]), f"days of harm (CCHI), {last}"))
+        cards.append(_card(_int(total[last]), f"days of harm (CCHI{excluding}), {last}"))
         offences = f"Offences {last}"
         if offences in total.index:
             cards.append(_card(_int(total[offences]), f"notifiable offences, {last}"))
@@ -939,8 +1009,9 @@ def _summary(data: ReportData, lsoas: gpd.GeoDataFrame, nb: pd.DataFrame) -> str
     if len(lsoas) and "lsoa_name" in lsoas.columns and "rank" in lsoas.columns:
         top = lsoas.iloc[0]
         text = f"Highest-ranked LSOA: {top['lsoa_name']} ({top.name})"
-        if "ward_name" in lsoas.columns and not _missing(top.get("ward_name")):
-            text += f" in {top['ward_name']}"
+        ward = top.get("ward_name") if "ward_name" in lsoas.columns else None
+        if not _missing(ward) and str(ward).strip():
+            text += f" in {str(ward).strip()}"
         if "top_drivers" in lsoas.columns and not _missing(top.get("top_drivers")):
             text += f"; drivers: {top['top_drivers']}"
         points.append(text + ".")
@@ -960,11 +1031,12 @@ def _summary(data: ReportData, lsoas: gpd.GeoDataFrame, nb: pd.DataFrame) -> str
         points.append(f"{int(before.sum())} of {words} were also priority areas last period.")
     conc = _concentration_statements(data)
     if conc:
-        points.append(conc[0])
+        points.append(conc[0][1])
     if total is not None and "% +/-" in total.index and len(periods) >= 2:
         points.append(
-            f"Harm from notifiable offences changed by {_signed(total['% +/-'], 1)}% between "
-            f"{periods[0]} and {periods[-1]}."
+            f"Harm from notifiable offences{excluding} changed by "
+            f"{_signed(total['% +/-'], 1)}% between {periods[0]} and {periods[-1]}: harm at a "
+            "fixed offence mix, so the change follows the counts (see What harm means here)."
         )
     body = [f'<div class="cards">{"".join(cards)}</div>']
     body.append("<ul>" + "".join(f"<li>{_esc(p)}</li>" for p in points) + "</ul>")
@@ -1013,17 +1085,53 @@ def _map_section(data: ReportData, lsoas: gpd.GeoDataFrame, outlines: _Outlines)
         legend = [(label, _rgb(c)) for _, label, c in GI_BIN_CLASSES]
         png = _map_png(lsoas, colors, legend, "Getis-Ord Gi*", outlines)
         n_hot = int((gi >= 2).sum())
+        method = data.hotspot_method
+        of = f" of {method['indicator']}" if method.get("indicator") else ""
         body.append(
             _figure_html(
                 png,
                 alt="Map of Getis-Ord Gi* hot and cold spots",
                 caption=(
-                    f"Getis-Ord Gi* hot and cold spots: {n_hot} LSOAs are hot spots at 95% "
+                    f"Getis-Ord Gi* hot and cold spots{of}: {n_hot} LSOAs are hot spots at 95% "
                     "confidence or more (clusters of high values, not single high LSOAs)."
                 ),
             )
         )
+        body.append("<h3>Reading the Gi* map</h3>")
+        body += [_p(text) for text in _gi_explanation(method, lsoas, gi)]
     return _section("map", SECTIONS[1][1], "".join(body))
+
+
+def _gi_explanation(method: Mapping[str, Any], lsoas: pd.DataFrame, gi: pd.Series) -> list[str]:
+    what = str(method.get("indicator") or "the value tested")
+    rule = f" ({method['weights']} neighbours)" if method.get("weights") else ""
+    first = (
+        f"Gi* describes an LSOA together with its neighbours{rule}, not the LSOA alone: it "
+        f"asks whether the LSOA and the LSOAs around it, taken together, have more {what} "
+        "than chance would give. So an LSOA with a low value of its own (and a low index "
+        "score) next to the town centre can be a hot spot, and a high LSOA surrounded by low "
+        "ones may not be."
+    )
+    perms = method.get("permutations")
+    fdr = method.get("fdr")
+    how = "The bins use the permutation pseudo p-value"
+    if not _missing(perms) and perms:
+        how += f" ({int(perms):,} random reshuffles of the values around each LSOA)"
+    if fdr is None or fdr:
+        how += (
+            ", corrected for testing every LSOA at once with the Benjamini-Hochberg false "
+            "discovery rate (the threshold p-value falls as more LSOAs are tested)"
+        )
+    how += ", not the z-score alone: an LSOA with a high z-score can still be 'not significant'."
+    if "gi_z" in lsoas.columns:
+        z = pd.to_numeric(lsoas["gi_z"], errors="coerce")
+        k = int(((z >= 1.96) & (gi < 2)).sum())
+        if k:
+            how += (
+                f" Here {k} LSOA{'s have' if k != 1 else ' has'} a z-score of 1.96 or more but "
+                f"{'are' if k != 1 else 'is'} not in a 95% hot bin."
+            )
+    return [first, how]
 
 
 def _top_section(lsoas: gpd.GeoDataFrame, nb: pd.DataFrame, top_n: int) -> str:
@@ -1069,7 +1177,7 @@ def _top_section(lsoas: gpd.GeoDataFrame, nb: pd.DataFrame, top_n: int) -> str:
     return _section("top-lsoas", heading, intro + _table(top, cols, css="small"))
 
 
-def _uncertainty_section(lsoas: gpd.GeoDataFrame, n_show: int = 30) -> str:
+def _uncertainty_section(lsoas: gpd.GeoDataFrame, n_show: int = 20) -> str:
     heading = SECTIONS[3][1]
     needed = {"rank", "median_rank", "rank_p05", "rank_p95"}
     if not needed <= set(lsoas.columns) or lsoas[list(needed)].isna().all().all():
@@ -1109,9 +1217,9 @@ def _uncertainty_section(lsoas: gpd.GeoDataFrame, n_show: int = 30) -> str:
         sure = top[(top["rank_p95"] <= top_k)]
         text.append(
             _p(
-                f"{len(sure)} of these {len(top)} LSOAs stay in the top 10% (rank {top_k} or "
-                f"better) in at least 95% of runs; the median width of the 90% interval is "
-                f"{_num(widths.median(), 0)} ranks."
+                f"{len(sure)} of the top {len(top)} LSOAs (the table above) stay in the top 10% "
+                f"(rank {top_k} or better) in at least 95% of runs; the median width of their "
+                f"90% interval is {_num(widths.median(), 0)} ranks."
             )
         )
     return _section("uncertainty", heading, "".join(text) + fig)
@@ -1133,7 +1241,8 @@ def _neighbourhood_section(data: ReportData, nb: pd.DataFrame) -> str:
         _Col("violence_harm", "Violence harm (days)", _int, True),
         _Col("share_of_borough_harm", "Share of borough harm", lambda v: _pct(v, 1), True),
         _Col("gi_hot_share", "Gi* hot (95%+)", _pct, True),
-        _Col("selection_frequency", "Selected in runs", _pct, True),
+        _Col("selection_frequency", "Core LSOA re-selected (runs)", _pct, True),
+        _Col("mean_overlap", "Its LSOAs re-selected (mean)", _pct, True),
         _Col("fragile", "Fragile", _yes_no),
         _Col("also_priority_before", "Priority last period", _yes_no),
         _Col("drivers", "Main drivers", _text),
@@ -1146,64 +1255,283 @@ def _neighbourhood_section(data: ReportData, nb: pd.DataFrame) -> str:
     body = [
         _p(
             "Each neighbourhood is a contiguous group of LSOAs grown from a high-scoring seed; "
-            "numbers match the map. Stability: the share of Monte Carlo runs (weights and "
-            "counts perturbed) in which the neighbourhood's core is selected again; fragile "
-            "neighbourhoods (shaded) are selected in too few runs to be sure. Persistence: "
-            "whether it was also a priority area in the previous period."
+            "numbers match the map. Stability comes from re-running the selection on every "
+            "Monte Carlo run (weights and counts perturbed). 'Core LSOA re-selected' is the "
+            "share of runs in which the neighbourhood's highest-scoring LSOA is again inside a "
+            "priority neighbourhood; 'Its LSOAs re-selected' is, on average over the runs, the "
+            "share of the neighbourhood's LSOAs inside one. Fragile neighbourhoods (shaded) have "
+            "their core re-selected in too few runs to be sure. Persistence: whether it was "
+            "also a priority area in the previous period."
         ),
-        _table(frame, cols, row_class=row_class, css="small"),
     ]
+    body += [_p(s) for s in _stability_sentences(nb)]
+    body.append(_table(frame, cols, row_class=row_class, css="small"))
     if data.selection_rule:
         body.append("<h3>The selection rule</h3>" + _p(data.selection_rule))
     return _section("neighbourhoods", heading, "".join(body), page=True)
 
 
+_SEXUAL = "sexual_offences"
+_BLENDED = "violence_and_sexual"
+_NOT_PUBLISHED = "not published at LSOA level"
+
+
+def _group_offences(table: pd.DataFrame) -> dict[str, float]:
+    """Crime group -> offences over every period of the harm table (harm when no counts)."""
+    if "crime_group" not in table.columns:
+        return {}
+    cols = [c for c in table.columns if str(c).startswith("Offences ")]
+    if not cols:
+        cols = [c for c in table.columns if _is_numeric(table[c]) and str(c) not in ("+/-",)]
+        cols = [c for c in cols if str(c) != "% +/-"]
+    values = table[cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).abs().sum(axis=1)
+    return {str(g): float(v) for g, v in zip(table["crime_group"], values, strict=True)}
+
+
+def _sexual_status(data: ReportData) -> str:
+    """``"included"``, ``"blended"`` (police.uk's violence and sexual offences), ``"absent"``,
+    or ``"unknown"`` (no harm table by crime group)."""
+    table = data.harm_table
+    if table is None or table.empty or "crime_group" not in table.columns:
+        return "unknown"
+    offences = _group_offences(table)
+    if offences.get(_SEXUAL, 0.0) > 0:
+        return "included"
+    if offences.get(_BLENDED, 0.0) > 0:
+        return "blended"
+    return "absent"
+
+
+def _weight_days(data: ReportData) -> dict[str, float]:
+    hw = data.harm_weights
+    if hw is None or hw.empty or not {"crime_group", "days"} <= set(hw.columns):
+        return {}
+    days = pd.to_numeric(hw["days"], errors="coerce")
+    return {str(g): float(d) for g, d in zip(hw["crime_group"], days, strict=True) if d == d}
+
+
+def _days(value: float) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _harm_meaning(data: ReportData) -> list[str]:
+    """ "What harm means here": the paragraphs, in plain words, for the harm and method sections."""
+    days = _weight_days(data)
+    own = (
+        f" Where the partnership's own table ({data.harm_weights_file}) gives a group's weight, "
+        "that weight replaces the packaged one."
+        if data.harm_weights_file
+        else ""
+    )
+    paras = [
+        "Harm is counted in Cambridge Crime Harm Index (CCHI) days. The CCHI gives each offence "
+        "type the days of custody a first-time offender would receive at the starting point "
+        "of the sentencing guideline; but police.uk and the Met's LSOA tables give only crime "
+        "groups, not offence types. So each crime group carries the AVERAGE number of CCHI "
+        "days per recorded offence of that group, calibrated from the CCHI totals for 2019 and "
+        "2020 in the Safer Croydon Partnership's Strategic Assessment divided by the Met's "
+        "Croydon counts for the same years (method and figures: "
+        "priority_index/data/CCHI_DERIVATION.md). A group's harm is its count times that "
+        "average (the 'Days per offence' column of the harm table); no offence is weighted on "
+        "its own." + own,
+        "Because the weights are fixed, a change in harm between periods is harm at a fixed "
+        "offence mix: it moves with the counts of each group, weighted by group, not with a "
+        "shift towards more or less serious offences within a group or with changes in "
+        "sentencing severity.",
+    ]
+    status = _sexual_status(data)
+    if status == "absent":
+        paras.append(
+            "Sexual offences are not published at LSOA level by the Met, and the counts used "
+            "here have none, so harm here EXCLUDES sexual offences. In Croydon's published "
+            "2019 CCHI they were about a third of all harm: every harm total in this report is "
+            "lower than the partnership's own, and places where sexual offences concentrate "
+            "may rank lower than they would with them."
+        )
+    elif status == "blended":
+        mix = ""
+        if {_BLENDED, "violence", _SEXUAL} <= set(days):
+            mix = (
+                f" ({_days(days[_BLENDED])} days: violence against the person at "
+                f"{_days(days['violence'])} and sexual offences at {_days(days[_SEXUAL])} "
+                "days, mixed at the national share of sexual offences)"
+            )
+        paras.append(
+            "police.uk records violence and sexual offences as one crime type. Its weight "
+            f"blends the two{mix}, so sexual-offence harm is included, but spread over each "
+            "LSOA in proportion to all its violence and sexual offences: police.uk does not "
+            "say which records are sexual offences."
+        )
+    elif status == "included":
+        weight = f" ({_days(days[_SEXUAL])} days per offence)" if _SEXUAL in days else ""
+        paras.append(
+            f"Sexual offences are included with their own weight{weight}, derived from "
+            "Croydon's published 2019 sexual-offence harm over an estimated count: the Met "
+            "does not publish sexual offences at LSOA level, so the weight rests on a national "
+            "ratio (see CCHI_DERIVATION.md)."
+        )
+    where = data.study_area_name or "this study area"
+    if data.study_area_is_croydon is False:
+        paras.append(
+            f"The weights are Croydon-calibrated: they carry Croydon's 2019-20 mix of offences "
+            f"within each group and the Met's recording practice. For {where} they are an "
+            "approximation; a partnership with its own published CCHI totals can calibrate "
+            "its own weights and give them in the pipeline file ([harm] table)."
+        )
+    elif data.study_area_is_croydon is True:
+        paras.append(
+            "The weights are Croydon's own 2019-20 averages; the mix of offences within each "
+            "group may have moved since, which fixed weights cannot follow."
+        )
+    else:
+        paras.append(
+            "The weights are Croydon's 2019-20 averages; outside Croydon they are an "
+            "approximation (Croydon-calibrated)."
+        )
+    return paras
+
+
+def _outside_period_notes(data: ReportData, *, records: bool = True) -> list[str]:
+    """Offences (and, with ``records``, point records) read but left out of every analysis
+    period, per source."""
+    q = data.quality
+    if q is None or q.empty or "source" not in q.columns:
+        return []
+    out = []
+    for _, row in q.iterrows():
+        source = str(row["source"])
+        read, used = row.get("offences_read"), row.get("offences_used")
+        if not _missing(read) and not _missing(used) and float(read) - float(used) >= 0.5:
+            diff = float(read) - float(used)
+            rejected = row.get("rows_rejected")
+            why = (
+                "fall in months outside the analysis periods"
+                if _missing(rejected) or int(rejected) == 0
+                else "are not used (months outside the analysis periods, or rows rejected "
+                "with a reason: see Data quality)"
+            )
+            out.append(
+                f"{_int(diff)} of the {_int(read)} offences read from {source} {why}; they are "
+                "not in these tables."
+            )
+        reasons = _reasons_of(row.get("rejected_by_reason"))
+        n = reasons.get("outside_period")
+        if records and not _missing(n) and float(n) > 0:
+            out.append(
+                f"{_int(n)} records of {source} fall in months outside the analysis periods "
+                "and are not counted."
+            )
+    return out
+
+
+def _harm_display(data: ReportData, table: pd.DataFrame, periods: list[str]) -> pd.DataFrame:
+    """The harm table as printed: days per offence, sexual offences marked, total labelled."""
+    frame = table.rename(columns=str).copy()
+    days = _weight_days(data)
+    if days and "crime_group" in frame.columns:
+        frame.insert(
+            frame.columns.get_loc("Crime Type") + 1 if "Crime Type" in frame.columns else 0,
+            "Days per offence",
+            [days.get(str(g), np.nan) for g in frame["crime_group"]],
+        )
+    if "crime_group" not in frame.columns:
+        return frame
+    offences = _group_offences(table)
+    groups = frame["crime_group"].astype(str)
+    unpublished = (groups == _SEXUAL) & np.array(
+        [offences.get(g, 0.0) == 0 for g in groups], dtype=bool
+    )
+    if unpublished.any():
+        numeric = [c for c in frame.columns if c != "Days per offence" and _is_numeric(frame[c])]
+        frame[numeric] = frame[numeric].astype(float)
+        frame.loc[unpublished, numeric] = np.nan
+        if "Crime Type" in frame.columns:
+            frame["Crime Type"] = frame["Crime Type"].astype(object)
+            frame.loc[unpublished, "Crime Type"] = [
+                f"{name} ({_NOT_PUBLISHED})" for name in frame.loc[unpublished, "Crime Type"]
+            ]
+    if _sexual_status(data) == "absent" and "Crime Type" in frame.columns:
+        total = groups.isin(_TOTAL_GROUPS)
+        frame["Crime Type"] = frame["Crime Type"].astype(object)
+        frame.loc[total, "Crime Type"] = [
+            f"{name} (excluding sexual offences)" for name in frame.loc[total, "Crime Type"]
+        ]
+    return frame
+
+
 def _harm_section(data: ReportData) -> str:
     heading = SECTIONS[5][1]
     table = data.harm_table
+    meaning = "<h3>What harm means here</h3>" + "".join(_p(t) for t in _harm_meaning(data))
     if table is None or table.empty:
-        return _section("harm", heading, _unavailable("The harm table"))
+        return _section("harm", heading, _unavailable("The harm table") + meaning)
     periods = _harm_periods(data)
+    frame = _harm_display(data, table, periods)
     cols = [_Col("Crime Type", "Crime Type")]
+    if "Days per offence" in frame.columns:
+        cols.append(_Col("Days per offence", "Days per offence (CCHI average)", _days_cell, True))
     cols += [_Col(p, p, _int, True) for p in periods]
     cols += [
         _Col("+/-", "+/-", _signed, True),
         _Col("% +/-", "% +/-", lambda v: _signed(v, 1), True),
     ]
-    shown = {"crime_group", "Crime Type", "+/-", "% +/-", *periods}
-    for c in table.columns:
+    shown = {"crime_group", "Crime Type", "Days per offence", "+/-", "% +/-", *periods}
+    for c in frame.columns:
         if str(c) not in shown:
-            numeric = _is_numeric(table[c])
+            numeric = _is_numeric(frame[c])
             cols.append(_Col(str(c), str(c), _int if numeric else _auto_value, numeric))
 
     def row_class(row: pd.Series) -> str:
         group = str(row.get("crime_group", ""))
         if group in _TOTAL_GROUPS or str(row.get("Crime Type", "")).casefold().startswith("total"):
             return "total"
-        if group == "asb":
+        if group == "asb" or _NOT_PUBLISHED in str(row.get("Crime Type", "")):
             return "apart"
         return ""
 
-    frame = table.rename(columns=str)
+    compare = f"{periods[0]} with {periods[-1]}" if len(periods) >= 2 else "the periods"
     intro = _p(
-        "Harm is the Cambridge Crime Harm Index: each offence weighted by the days of "
-        "imprisonment its offence type attracts at the starting point of sentencing, summed "
-        "by crime group. Columns compare "
-        + (f"{periods[0]} with {periods[-1]}" if len(periods) >= 2 else "the periods")
-        + ". Anti-social behaviour, when present, is shown apart: it is not a notifiable offence."
+        f"Harm in CCHI days by crime group; columns compare {compare} (the change is harm at "
+        "a fixed offence mix: it follows the counts). Anti-social behaviour, when present, is "
+        "shown apart: it is not a notifiable offence."
     )
-    return _section("harm", heading, intro + _table(frame, cols, row_class=row_class))
+    body = [intro, meaning, _table(frame, cols, row_class=row_class)]
+    notes = _outside_period_notes(data)
+    if notes:
+        body.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
+    return _section("harm", heading, "".join(body))
+
+
+def _days_cell(value: Any) -> str:
+    return "" if _missing(value) else _num(value, 2)
 
 
 def _plural(unit: str) -> str:
-    """``"LSOA"`` -> ``"LSOAs"``; ``"150 m cell (points only)"`` -> ``"150 m cells (...)"``."""
-    head, sep, tail = unit.partition(" (")
+    """``"LSOA"`` -> ``"LSOAs"``; ``"150 m cell (points only)"`` -> ``"150 m cells (...)"``;
+    ``"150 m cell, police.uk points"`` -> ``"150 m cells, police.uk points"``."""
+    cut = min((i for i in (unit.find(" ("), unit.find(",")) if i >= 0), default=len(unit))
+    head, tail = unit[:cut], unit[cut:]
     if not head or head.endswith("s"):
         return unit
-    return f"{head}s{sep}{tail}"
+    return f"{head}s{tail}"
 
 
-def _concentration_statements(data: ReportData) -> list[str]:
+def _unit_noun(unit: str) -> tuple[str, str]:
+    """Singular and plural noun of a unit label: ``("cell", "cells")``, ``("LSOA", "LSOAs")``."""
+    cut = min((i for i in (unit.find(" ("), unit.find(","), unit.find(";")) if i >= 0), default=-1)
+    head = (unit[:cut] if cut >= 0 else unit).split()
+    noun = head[-1] if head else "unit"
+    if noun.endswith("s"):
+        return noun[:-1], noun
+    return noun, f"{noun}s"
+
+
+def _is_lsoa_unit(unit: str) -> bool:
+    return unit.strip().casefold() in ("lsoa", "lsoas")
+
+
+def _concentration_statements(data: ReportData) -> list[tuple[str, str]]:
+    """(unit label, sentence) per unit type with both a harm and a count row."""
     conc = data.concentration
     if conc is None or conc.empty or not {"measure", "gini"} <= set(conc.columns):
         return []
@@ -1216,24 +1544,54 @@ def _concentration_statements(data: ReportData) -> list[str]:
         if "harm" not in by or "count" not in by:
             continue
         h, c = by["harm"], by["count"]
-        units = _plural(str(unit))
+        label = str(unit)
+        one, many = _unit_noun(label)
+        n_units = h.get("units", c.get("units"))
+        if _missing(n_units):
+            across, them = f"Across {_plural(label)}", _plural(label)
+        else:
+            across, them = f"Across the {_int(n_units)} {many}", f"the {many}"
+        share_h, share_c = h.get("share_of_units_for_half"), c.get("share_of_units_for_half")
+        single = None
+        if not _is_lsoa_unit(label) and len(data.point_groups) == 1:
+            single = str(data.point_groups[0])
+        same = abs(float(h["gini"]) - float(c["gini"])) < 1e-9 and (
+            _missing(share_h) or _missing(share_c) or abs(float(share_h) - float(share_c)) < 1e-12
+        )
+        if single is not None or same:
+            why = (
+                f"only one crime group has points ({single}), so each {one}'s harm is its count "
+                "times one weight"
+                if single is not None
+                else "harm is proportional to counts here, as when a single crime group is counted"
+            )
+            text = (
+                f"{across}, harm cannot be compared with counts: {why}, and the two are spread "
+                f"identically by construction (Gini {_num(c['gini'], 2)}). This row says "
+                "nothing about harm against counts"
+            )
+            if not _missing(share_c):
+                text += f"; {_pct(share_c)} of {them} hold half of the records"
+            out.append((label, text + "."))
+            continue
         diff = float(h["gini"]) - float(c["gini"])
         if abs(diff) < 0.005:
-            how = "as concentrated as"
+            how = "about as concentrated as"
         elif diff > 0:
             how = "more concentrated than"
         else:
             how = "less concentrated than"
+        digits = 2 if _num(h["gini"], 2) != _num(c["gini"], 2) else 3
         text = (
-            f"Across {units}, harm is {how} counts "
-            f"(Gini {_num(h['gini'], 2)} against {_num(c['gini'], 2)})"
+            f"{across}, harm is {how} counts "
+            f"(Gini {_num(h['gini'], digits)} against {_num(c['gini'], digits)})"
         )
-        if "share_of_units_for_half" in by["harm"]:
+        if not _missing(share_h):
             text += (
-                f": {_pct(h['share_of_units_for_half'])} of {units} hold half of the harm, "
-                f"against {_pct(c['share_of_units_for_half'])} for half of the offences"
+                f": {_pct(share_h)} of {them} hold half of the harm, "
+                f"against {_pct(share_c)} for half of the offences"
             )
-        out.append(text + ".")
+        out.append((label, text + "."))
     return out
 
 
@@ -1242,19 +1600,30 @@ def _concentration_section(data: ReportData) -> str:
     body = []
     statements = _concentration_statements(data)
     if statements:
-        body.append("<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in statements) + "</ul>")
+        items = []
+        for label, text in statements:
+            one, _many = _unit_noun(label)
+            lead = "" if label.strip() == one else f"<strong>{_esc(label)}</strong><br>"
+            items.append(f"<li>{lead}{_esc(text)}</li>")
+        body.append("<ul>" + "".join(items) + "</ul>")
     curves = {k: v for k, v in data.lorenz.items() if len(v[0]) >= 2}
     if curves:
+        caption = (
+            "Concentration curves: the top x% of units (highest first) hold y% of the "
+            "total. Solid lines: harm; dashed lines: counts. Where a curve crosses the "
+            "dotted 50% line is the share of units holding half of the total; the "
+            "higher the curve, the more concentrated."
+        )
+        if len(data.point_groups) == 1:
+            caption += (
+                f" Cells: only {data.point_groups[0]} has points, so cell harm is count times "
+                "one weight and one curve stands for both."
+            )
         body.append(
             _figure_html(
                 _lorenz_png(curves),
                 alt="Concentration curves of harm and of counts",
-                caption=(
-                    "Concentration curves: the top x% of units (highest first) hold y% of the "
-                    "total. Solid lines: harm; dashed lines: counts. Where a curve crosses the "
-                    "dotted 50% line is the share of units holding half of the total; the "
-                    "higher the curve, the more concentrated."
-                ),
+                caption=caption,
             )
         )
     conc = data.concentration
@@ -1262,7 +1631,7 @@ def _concentration_section(data: ReportData) -> str:
         cols = [
             _Col("unit", "Unit"),
             _Col("measure", "Measure"),
-            _Col("units", "Units", _int, True),
+            _Col("units", "Units (denominator)", _int, True),
             _Col("total", "Total", _int, True),
             _Col("gini", "Gini", lambda v: _num(v, 3), True),
             _Col("units_for_half", "Units for half", _int, True),
@@ -1270,6 +1639,13 @@ def _concentration_section(data: ReportData) -> str:
             _Col("top_unit", "Top unit"),
             _Col("top_unit_share", "Top unit's share", lambda v: _pct(v, 1), True),
         ]
+        if "units" in conc.columns:
+            body.append(
+                _p(
+                    "Units (denominator): how many units each row shares its total among, as "
+                    "the run counted them; the unit label says which units are counted."
+                )
+            )
         body.append(_table(conc.rename(columns=str), cols))
     if not body:
         body.append(_unavailable("Concentration"))
@@ -1341,28 +1717,114 @@ def _weights_section(data: ReportData) -> str:
     return _section("weights", heading, "".join(body))
 
 
-def _face_section(data: ReportData) -> str:
+def _first_year(text: str) -> str | None:
+    match = re.search(r"\b(?:19|20)\d{2}\b", text)
+    return match.group(0) if match else None
+
+
+def _face_pooled(fv: pd.DataFrame, lsoas: gpd.GeoDataFrame) -> tuple[int, int, float] | None:
+    """Distinct LSOAs in the places' wards: (how many, how many selected, their median rank)."""
+    from priority_index.face_validity import normalise_ward
+
+    if "wards" not in fv.columns or "ward_name" not in lsoas.columns or "rank" not in lsoas:
+        return None
+    keys = {
+        normalise_ward(w.strip())
+        for text in fv["wards"]
+        if isinstance(text, str)
+        for w in text.split(";")
+        if w.strip()
+    }
+    mine = lsoas[[normalise_ward(w) in keys for w in lsoas["ward_name"]]]
+    if mine.empty:
+        return None
+    selected = int((mine["neighbourhood_id"] > 0).sum())
+    ranks = pd.to_numeric(mine["rank"], errors="coerce")
+    return len(mine), selected, float(ranks.median())
+
+
+def _rank_words(value: Any) -> str:
+    """A (median) rank as text: ``54``, or ``16.5`` between two ranks."""
+    if _missing(value):
+        return _MISSING
+    v = float(value)
+    return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
+
+
+def _face_section(data: ReportData, lsoas: gpd.GeoDataFrame) -> str:
     heading = SECTIONS[8][1]
     fv = data.face_validity
     if fv is None or fv.empty:
         return _section("face-validity", heading, _unavailable("A list of places named unsafe"))
+    fv = fv.copy()
     n_in = int(fv["in_priority"].fillna(False).astype(bool).sum()) if "in_priority" in fv else 0
-    body = [
-        _p(
-            f"Places residents named as unsafe in the surveys, held against the index: {n_in} "
-            f"of {len(fv)} fall in a priority neighbourhood. A place outside them is not "
-            "necessarily a mistake: the explanation says what drives the difference."
-        )
+    n_total = len(lsoas)
+    lines = [
+        f"Places residents named as unsafe, held against the index: {n_in} of {len(fv)} have "
+        "at least one LSOA in a priority neighbourhood."
     ]
+    pooled = _face_pooled(fv, lsoas)
+    if pooled is not None:
+        n, k, med = pooled
+        lines.append(
+            f"Of the {n} distinct LSOAs in their wards, {k} ({_pct(k / n)}) are selected, and "
+            f"their median rank is {_rank_words(med)} of {n_total}."
+        )
+    if "share_of_lsoas_selected" in fv.columns and fv["share_of_lsoas_selected"].notna().any():
+        share = pd.to_numeric(fv["share_of_lsoas_selected"], errors="coerce")
+        low, high = share.idxmin(), share.idxmax()
+        text = (
+            f"Place by place, the share of a place's LSOAs selected runs from "
+            f"{_pct(share[low])} ({fv.loc[low, 'place']}) to {_pct(share[high])} "
+            f"({fv.loc[high, 'place']})"
+        )
+        if "median_rank" in fv.columns and fv["median_rank"].notna().any():
+            med = pd.to_numeric(fv["median_rank"], errors="coerce")
+            text += (
+                f", and the median rank of its LSOAs from {_rank_words(med.min())} to "
+                f"{_rank_words(med.max())} of {n_total}"
+            )
+        lines.append(text + ".")
+    weak = [
+        'This is a weak test. A place counts as "in" when any one LSOA of its wards is '
+        "selected, however many are not."
+    ]
+    shared = _shared_wards(fv)
+    if shared:
+        weak.append(f"Places can share a ward, so one neighbourhood can confirm both: {shared}.")
+    else:
+        weak.append("Two places can share a ward, so one neighbourhood can confirm both.")
+    sources = [str(s) for s in fv.get("source", pd.Series(dtype=object)) if _text(s).strip()]
+    years = sorted({y for s in sources if (y := _first_year(s))})
+    now = f" while the index uses {data.periods[-1]}" if data.periods else ""
+    if years:
+        named_by = "; ".join(dict.fromkeys(sources))
+        weak.append(
+            f"And the places were named in {_and_join(years)} ({named_by}){now}: reputations "
+            "lag, and places change."
+        )
+    else:
+        weak.append(f"And the survey that named the places may be years older than the data{now}.")
+    weak.append(
+        "A place outside the neighbourhoods is not necessarily a mistake: the explanation says "
+        "what drives the difference."
+    )
+    body = [_p(" ".join(lines)), _p(" ".join(weak))]
+    if {"n_selected", "n_lsoas"} <= set(fv.columns):
+        fv["_selected"] = [
+            f"{_int(k)} of {_int(n)}" if not _missing(n) else _MISSING
+            for k, n in zip(fv["n_selected"], fv["n_lsoas"], strict=True)
+        ]
     cols = [
         _Col("place", "Place"),
         _Col("wards", "Wards"),
         _Col("n_lsoas", "LSOAs", _int, True),
-        _Col("in_priority", "In a priority neighbourhood", _yes_no),
-        _Col("neighbourhoods", "Neighbourhoods", _text),
+        _Col("_selected", "LSOAs selected", str, True),
         _Col("share_of_lsoas_selected", "Share selected", _pct, True),
+        _Col("median_rank", "Median rank", _rank_words, True),
         _Col("best_rank", "Best rank", _int, True),
-        _Col("median_rank", "Median rank", _int, True),
+        _Col("in_priority", "Any LSOA selected", _yes_no),
+        _Col("neighbourhoods", "Neighbourhoods", _text),
         _Col("gi_hot_share", "Gi* hot (95%+)", _pct, True),
         _Col("main_drivers", "Main drivers", _text),
     ]
@@ -1376,62 +1838,161 @@ def _face_section(data: ReportData) -> str:
     return _section("face-validity", heading, "".join(body))
 
 
-_CONTROL_HEADERS = {
-    "neighbourhood_id": "No.",
-    "name": "Neighbourhood",
-    "n_lsoas": "LSOAs",
-    "control_lsoa_codes": "Control LSOAs",
-    "target_mean_score": "Mean score",
-    "control_mean_score": "Control mean score",
-    "target_residents": "Residents",
-    "control_residents": "Control residents",
-    "target_trend": "Harm trend",
-    "control_trend": "Control harm trend",
-    "distance": "Distance (similarity)",
-}
+def _shared_wards(fv: pd.DataFrame) -> str:
+    """``"Fairfield (West Croydon and Croydon Town Centre)"`` for wards named by two places."""
+    if "wards" not in fv.columns or "place" not in fv.columns:
+        return ""
+    by_ward: dict[str, list[str]] = {}
+    for place, wards in zip(fv["place"], fv["wards"], strict=True):
+        if not isinstance(wards, str):
+            continue
+        for ward in dict.fromkeys(w.strip() for w in wards.split(";") if w.strip()):
+            key = ward.casefold()
+            by_ward.setdefault(key, [ward])
+            by_ward[key].append(str(place))
+    parts = [
+        f"{names[0]} ({_and_join(list(dict.fromkeys(names[1:])))})"
+        for names in by_ward.values()
+        if len(dict.fromkeys(names[1:])) > 1
+    ]
+    return "; ".join(parts)
+
+
+_CONTROL_KNOWN = (
+    "neighbourhood_id",
+    "name",
+    "n_lsoas",
+    "target_mean_score",
+    "control_mean_score",
+    "_gap",
+    "target_residents",
+    "control_residents",
+    "target_trend",
+    "control_trend",
+    "distance",
+    "match_quality",
+    "control_lsoa_codes",
+)
+
+
+def _trend_unit(data: ReportData) -> str:
+    if data.control_trend_unit:
+        return data.control_trend_unit
+    if len(data.periods) >= 2:
+        return f"change in harm days from {data.periods[-2]} to {data.periods[-1]}"
+    return "change in harm days between the two periods"
+
+
+def _controls_html(data: ReportData, nb: pd.DataFrame) -> list[str]:
+    names = {int(i): str(n) for i, n in zip(nb.index, nb["name"], strict=True)}
+    frame = data.controls.copy()
+    if "neighbourhood_id" not in frame.columns and frame.index.name == "neighbourhood_id":
+        frame = frame.reset_index()
+    if "neighbourhood_id" in frame.columns and "name" not in frame.columns:
+        frame.insert(
+            1,
+            "name",
+            [names.get(int(i), "") if not _missing(i) else "" for i in frame["neighbourhood_id"]],
+        )
+    body = [
+        _p(
+            "For each neighbourhood, a group of LSOAs outside every neighbourhood, as close as "
+            "possible in mean index score, residents and recent harm change, for comparison."
+        )
+    ]
+    has_scores = {"target_mean_score", "control_mean_score"} <= set(frame.columns)
+    if has_scores:
+        target = pd.to_numeric(frame["target_mean_score"], errors="coerce")
+        control = pd.to_numeric(frame["control_mean_score"], errors="coerce")
+        frame["_gap"] = target - control
+        text = (
+            "Controls are necessarily lower-scoring (less harm, less deprivation or both) than "
+            "the places they are compared with: the highest-scoring LSOAs are already in the "
+            "neighbourhoods, so the closest LSOAs left score lower."
+        )
+        gap = frame["_gap"]
+        if gap.notna().any():
+            i = gap.idxmax()
+            who = frame.loc[i, "name"] if "name" in frame.columns else ""
+            text += (
+                f" The largest gap: {who}, mean score {_num(target[i], 2)} against "
+                f"{_num(control[i], 2)} for its controls"
+            )
+            if gap.notna().sum() > 1:
+                text += f" (gaps run from {_num(gap.min(), 2)} to {_num(gap.max(), 2)})"
+            text += "."
+        text += (
+            " So do not compare levels: evaluate with difference-in-differences on trends (the "
+            "change in harm in a neighbourhood minus the change in its controls over the same "
+            "periods). Expect regression to the mean: places chosen because they scored high "
+            "this period tend to score lower next period with no intervention, so part of any "
+            "fall in the neighbourhoods would have happened anyway."
+        )
+        body.append(_p(text))
+    if "target_trend" in frame.columns or "control_trend" in frame.columns:
+        body.append(_p(f"Harm change: {_trend_unit(data)}."))
+    if "match_quality" in frame.columns:
+        quality = frame["match_quality"].astype(str).str.strip().str.casefold()
+        poor = frame.loc[quality == "poor", "name"] if "name" in frame.columns else []
+        if len(poor):
+            body.append(
+                _p(
+                    f"Poor matches ({len(poor)}): {', '.join(str(n) for n in poor)}; compare "
+                    "them with particular care."
+                )
+            )
+    unit = "days"
+    cols = [
+        _Col("neighbourhood_id", "No.", _plain_int, True),
+        _Col("name", "Neighbourhood"),
+        _Col("n_lsoas", "LSOAs", _int, True),
+        _Col("target_mean_score", "Mean score: neighbourhood", lambda v: _num(v, 2), True),
+        _Col("control_mean_score", "Mean score: controls", lambda v: _num(v, 2), True),
+        _Col("_gap", "Score gap", lambda v: _num(v, 2), True),
+        _Col("target_residents", "Residents: neighbourhood", _int, True),
+        _Col("control_residents", "Residents: controls", _int, True),
+        _Col("target_trend", f"Harm change ({unit}): neighbourhood", _signed, True),
+        _Col("control_trend", f"Harm change ({unit}): controls", _signed, True),
+        _Col("distance", "Match distance (lower = closer)", lambda v: _num(v, 2), True),
+        _Col("match_quality", "Match quality", _text),
+        _Col("control_lsoa_codes", "Control LSOAs", _text),
+    ]
+    extra = [
+        _Col(str(c), _pretty(c), _column_format(str(c), frame[c]), _is_numeric(frame[c]))
+        for c in frame.columns
+        if str(c) not in _CONTROL_KNOWN and str(c) != "geometry"
+    ]
+    body.append(_table(frame.rename(columns=str), cols + extra, css="small"))
+    return body
 
 
 def _ttt_section(data: ReportData, nb: pd.DataFrame, max_trial_rows: int = 40) -> str:
     heading = SECTIONS[9][1]
     body = [
         _p(
-            "Target: the priority neighbourhoods. Test: compare them with control areas of "
-            "similar score, size and trend, or randomise the micro-places into treatment and "
-            "control arms. Track: re-run the index each period and watch persistence."
+            "Target: the priority neighbourhoods. Test: compare their trends with those of "
+            "control areas, or randomise the micro-places into treatment and control arms. "
+            "Track: re-run the index each period and watch persistence."
         )
     ]
-    names = {int(i): str(n) for i, n in zip(nb.index, nb["name"], strict=True)}
+    body.append("<h3>Control (comparison) areas</h3>")
     if data.controls is not None and not data.controls.empty:
-        frame = data.controls.copy()
-        if "neighbourhood_id" not in frame.columns and frame.index.name == "neighbourhood_id":
-            frame = frame.reset_index()
-        if "neighbourhood_id" in frame.columns and "name" not in frame.columns:
-            frame.insert(
-                1,
-                "name",
-                [
-                    names.get(int(i), "") if not _missing(i) else ""
-                    for i in frame["neighbourhood_id"]
-                ],
-            )
-        body.append("<h3>Control (comparison) areas</h3>")
-        body.append(
-            _p(
-                "For each neighbourhood, a group of LSOAs outside every neighbourhood with a "
-                "similar mean score, residents and recent harm trend, for before/after "
-                "comparison."
-            )
-        )
-        body.append(_auto_table(frame, headers=_CONTROL_HEADERS, css="small"))
+        body += _controls_html(data, nb)
     else:
-        body.append("<h3>Control (comparison) areas</h3>" + _unavailable("Control areas"))
+        body.append(_unavailable("Control areas"))
     if data.trial is not None and not data.trial.empty:
         body.append("<h3>Trial allocation</h3>")
         trial = data.trial
+        text = f"{len(trial)} units randomised in blocks"
         if "arm" in trial.columns:
             counts = trial["arm"].astype(str).value_counts(sort=False)
-            text = ", ".join(f"{k}: {v}" for k, v in counts.items())
-            body.append(_p(f"{len(trial)} units randomised in blocks ({text})."))
+            text += " (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
+        seeds = trial["seed"].dropna().unique() if "seed" in trial.columns else []
+        if len(seeds) == 1:
+            seed = _plain_int(seeds[0])
+            text += f"; random seed {seed} (the same seed gives the same allocation)"
+            trial = trial.drop(columns="seed")
+        body.append(_p(text + "."))
         shown = trial.head(max_trial_rows)
         if len(trial) > len(shown):
             body.append(
@@ -1498,6 +2059,9 @@ def _quality_section(data: ReportData) -> str:
         if str(c) not in known
     ]
     body.append(_table(frame.rename(columns=str), cols + extra, css="small"))
+    offences = _outside_period_notes(data, records=False)
+    if offences:
+        body.append(_p("Offences read against offences used: " + " ".join(offences)))
     rows = []
     if "rejected_by_reason" in q.columns:
         for source, reasons in zip(q["source"], q["rejected_by_reason"], strict=True):
@@ -1530,6 +2094,8 @@ def _quality_section(data: ReportData) -> str:
 def _method_section(data: ReportData) -> str:
     heading = SECTIONS[11][1]
     body = [_p(t) for t in data.method_text]
+    body.append("<h3>What harm means here</h3>")
+    body += [_p(t) for t in _harm_meaning(data)]
     if data.selection_rule:
         body.append("<h3>How the priority neighbourhoods are chosen</h3>" + _p(data.selection_rule))
     if data.config_toml:
@@ -1541,8 +2107,6 @@ def _method_section(data: ReportData) -> str:
             )
         )
         body.append(f"<pre>{_esc(data.config_toml)}</pre>")
-    if not body:
-        body.append(_unavailable("A method description"))
     return _section("method", heading, "".join(body), page=True)
 
 
@@ -1616,12 +2180,12 @@ def render_report(data: ReportData, *, top_n: int = 20) -> str:
         _summary(data, lsoas, nb),
         _map_section(data, lsoas, outlines),
         _top_section(lsoas, nb, top_n),
-        _uncertainty_section(lsoas),
+        _uncertainty_section(lsoas, top_n),
         _neighbourhood_section(data, nb),
         _harm_section(data),
         _concentration_section(data),
         _weights_section(data),
-        _face_section(data),
+        _face_section(data, lsoas),
         _ttt_section(data, nb),
         _quality_section(data),
         _method_section(data),
@@ -1727,36 +2291,65 @@ def _generated_note(r: RunResult) -> str:
     return " ".join(parts)
 
 
+def _indicator_words(names: Sequence[str]) -> str:
+    """The kinds of indicator in the index, in plain words: "crime harm, deprivation and ..."."""
+    from priority_index.indicators import indicator_spec
+
+    kinds: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            spec = indicator_spec(str(name))
+        except KeyError:
+            kinds.setdefault("other", []).append(str(name))
+            continue
+        kinds.setdefault(spec.kind, []).append(spec.label)
+    words = []
+    if "crime" in kinds:
+        harm_only = all("harm" in n.casefold() for n in kinds["crime"])
+        words.append("crime harm" if harm_only else "crime")
+    if "asb" in kinds:
+        words.append("anti-social behaviour")
+    if "deprivation" in kinds:
+        words.append("deprivation")
+    if "demography" in kinds:
+        words.append(" and ".join(label.lower() for label in kinds["demography"]))
+    if "other" in kinds:
+        words.append("other agencies' data")
+    return _and_join(words) or "indicators"
+
+
 def _method_paragraphs(r: RunResult) -> list[str]:
     s = r.settings
     idx, unc, hs, sel = s.index, s.uncertainty, s.hotspots, s.selection
+    what = _indicator_words([str(k) for k in r.index.result.effective_weights.keys()])
+    where = "the weights listed under 'Weights and sensitivity'"
     paras = [
-        "Each crime is weighted by the Cambridge Crime Harm Index (CCHI): the number of days of "
-        "imprisonment that its offence type attracts at the starting point of sentencing, so "
-        "one robbery counts for more than one shoplifting. Harm is summed per LSOA and per "
-        "crime group.",
-        f"The indicators (harm, anti-social behaviour, deprivation and others) are put on a "
-        f"common scale ({idx.normalisation} normalisation) and combined with the weights shown "
-        f"below ({idx.aggregation} aggregation) into one score per LSOA; rank 1 is the highest "
-        "priority. Rates per resident are shrunk towards the borough mean where few people "
-        "live, so small LSOAs do not top the list by chance."
-        if s.indicators.shrink_rates
-        else f"The indicators are put on a common scale ({idx.normalisation} normalisation) and "
-        f"combined with the weights shown below ({idx.aggregation} aggregation) into one score "
-        "per LSOA; rank 1 is the highest priority.",
+        "Each crime is weighted by the average Cambridge Crime Harm Index (CCHI) days per "
+        "offence of its crime group, so one robbery counts for far more than one theft (see "
+        "What harm means here, below). Harm is summed per LSOA and per crime group.",
+        f"The indicators ({what}) are put on a common scale ({idx.normalisation} "
+        f"normalisation) and combined with {where} ({idx.aggregation} aggregation) into one "
+        "score per LSOA; rank 1 is the highest priority."
+        + (
+            " Rates per resident are shrunk towards the borough mean where few people live, so "
+            "small LSOAs do not top the list by chance."
+            if s.indicators.shrink_rates
+            else ""
+        ),
     ]
     if unc.draws:
         paras.append(
             f"To show how sure the ranks are, the index is recomputed {unc.draws:,} times with "
             f"each weight varied by up to {100 * unc.weight_spread:g}%"
             + (" and the crime counts resampled (Poisson)" if unc.resample_counts else "")
-            + ". The median rank and 90% interval summarise these runs; a neighbourhood selected "
-            f"in fewer than {100 * unc.fragile_below:g}% of them is flagged fragile."
+            + ". The median rank and 90% interval summarise these runs. The selection is "
+            "re-run on every run too: a neighbourhood whose core LSOA is re-selected in fewer "
+            f"than {100 * unc.fragile_below:g}% of them is flagged fragile."
         )
     paras.append(
         f"Hot spots are found with the Getis-Ord Gi* statistic ({hs.weights} neighbours, "
-        f"{hs.permutations:,} permutations"
-        + (", false discovery rate controlled" if hs.fdr else "")
+        f"{hs.permutations:,} permutations for a pseudo p-value"
+        + (", Benjamini-Hochberg false discovery rate control" if hs.fdr else "")
         + "): an LSOA is a hot spot when it and its neighbours together are higher than chance "
         "would give."
     )
@@ -1766,6 +2359,61 @@ def _method_paragraphs(r: RunResult) -> list[str]:
         + (", kept apart so each working group has a distinct patch." if sel.separate else ".")
     )
     return paras
+
+
+def _young_bands(r: RunResult) -> list[str]:
+    pop = r.settings.sources.population
+    if pop is None:
+        return []
+    if pop.young_columns:
+        return [str(c) for c in pop.young_columns]
+    return {"census_age_long": ["Aged 16 to 24 years"], "ons_mid_year": ["Persons_16-29"]}.get(
+        pop.format, []
+    )
+
+
+def _study_area_name(r: RunResult) -> str:
+    s = r.settings
+    if s.pipeline.description.strip():
+        return s.pipeline.description.strip().rstrip(".")
+    named = [*s.study_area.lad_names, *s.study_area.lad_codes]
+    return f"the study area ({', '.join(named)})" if named else ""
+
+
+def _is_croydon(r: RunResult) -> bool | None:
+    area = r.settings.study_area
+    codes = [str(c).strip().upper() for c in area.lad_codes]
+    names = [str(n).strip().casefold() for n in area.lad_names]
+    if not codes and not names:
+        return None
+    return set(codes) <= {"E09000008"} and set(names) <= {"croydon"}
+
+
+def _harm_weights_frame(r: RunResult) -> pd.DataFrame:
+    from priority_index.crime_groups import GROUP_LABELS
+    from priority_index.harm import default_harm_weights
+
+    packaged = default_harm_weights().set_index("crime_group")
+    own = str(r.settings.harm.table or "")
+    rows = []
+    for group, days in r.inputs.harm_weights.items():
+        group = str(group)
+        same = group in packaged.index and abs(float(packaged.loc[group, "days"]) - days) < 1e-9
+        if group == "asb":
+            source = "configured (asb_weight): ASB has no CCHI"
+        elif same:
+            source = str(packaged.loc[group, "source"])
+        else:
+            source = f"partnership table {own}" if own else "configured"
+        rows.append(
+            {
+                "crime_group": group,
+                "label": GROUP_LABELS.get(group, group),
+                "days": float(days),
+                "source": source,
+            }
+        )
+    return pd.DataFrame(rows, columns=["crime_group", "label", "days", "source"])
 
 
 def build_report_data(
@@ -1809,29 +2457,43 @@ def build_report_data(
             "LSOA",
         )
     )
+    point_groups: list[str] = []
     try:
         from priority_index import micro
-        from priority_index.pipeline import current_points
+        from priority_index import pipeline as _pipeline
+        from priority_index.crime_groups import GROUP_LABELS
 
-        pts = current_points(s, r.inputs)
+        pts = _pipeline.current_points(s, r.inputs)
         pts = pts[pts["crime_group"] != "asb"]
         if len(pts):
-            cells = micro.cell_totals(pts, cell_size=s.micro.cell_size_m)
-            lorenz.update(
-                _curves(
-                    pd.DataFrame({"harm": cells["harm"], "count": cells["n_records"]}),
-                    f"{s.micro.cell_size_m:g} m cell",
-                )
+            point_groups = [
+                GROUP_LABELS.get(str(g), str(g)) for g in sorted(pts["crime_group"].unique())
+            ]
+            size = s.micro.cell_size_m
+            cells = micro.cell_totals(pts, cell_size=size)
+            study_cells = getattr(_pipeline, "study_cells", None)
+            if study_cells is not None:  # every cell of the study area, as the table counts
+                every = study_cells(r.inputs.study, size).union(cells.index.astype(str))
+                cells = cells.reindex(every, fill_value=0)
+            curves = _curves(
+                pd.DataFrame({"harm": cells["harm"], "count": cells["n_records"]}),
+                f"{size:g} m cell",
             )
+            if len(point_groups) == 1:  # harm = count x one weight: one curve says it all
+                curves.pop(f"{size:g} m cell harm", None)
+            lorenz.update(curves)
     except (ImportError, AttributeError, KeyError, ValueError):
         pass
 
+    young = _young_bands(r)
     weights = []
     for key, w in r.index.result.effective_weights.items():
         try:
             label = indicator_spec(str(key)).label
         except (KeyError, ValueError):
             label = str(key)
+        if str(key) == "young_share" and young:
+            label = f"{label} ({', '.join(young)})"
         weights.append({"indicator": str(key), "effective_weight": float(w), "label": label})
     weights_frame = pd.DataFrame(weights, columns=["indicator", "effective_weight", "label"])
 
@@ -1862,4 +2524,35 @@ def build_report_data(
         config_toml=s.toml_text,
         timings={},  # wall-clock times differ run to run: they live in the manifest
         notes=notes,
+        harm_weights=_harm_weights_frame(r),
+        harm_weights_file=str(s.harm.table or ""),
+        study_area_is_croydon=_is_croydon(r),
+        study_area_name=_study_area_name(r),
+        point_groups=point_groups,
+        hotspot_method=_hotspot_method(r),
+        control_trend_unit=(
+            f"mean change per LSOA in harm days (CCHI), from {names[-2]} to {names[-1]}"
+            if len(names) >= 2
+            else ""
+        ),
     )
+
+
+def _hotspot_method(r: RunResult) -> dict[str, Any]:
+    from priority_index.indicators import indicator_spec
+
+    hs = r.settings.hotspots
+    first = next(iter(r.hotspots.gi), None)
+    label = ""
+    if first is not None:
+        try:
+            label = indicator_spec(str(first)).label.lower()
+        except KeyError:
+            label = str(first)
+    return {
+        "indicator": label,
+        "weights": hs.weights,
+        "permutations": max(int(hs.permutations), 1),
+        "fdr": bool(hs.fdr),
+        "alpha": float(hs.alpha),
+    }
