@@ -181,6 +181,12 @@ class Micro(_Strict):
     cell_size_m: float = Field(default=150.0, gt=0)
     top_n: int = Field(default=10, ge=1)  # micro-places listed per neighbourhood
     density_quantile: float = Field(default=0.95, gt=0, lt=1)  # "KDE hot spot" threshold
+    # street segments instead of grid cells when a road layer is given (e.g. OS Open Roads)
+    roads: str | None = None  # any OGR line layer, any CRS; None = grid cells
+    roads_layer: str | None = None  # e.g. "road_link" in OS Open Roads
+    roads_name_column: str | None = None  # e.g. "name1" (OS Open Roads)
+    segment_length_m: float = Field(default=150.0, ge=1)  # longest street segment
+    max_snap_m: float = Field(default=50.0, gt=0)  # records farther from any road are counted apart
 
 
 class Selection(_Strict):

@@ -70,6 +70,7 @@ class Inputs:
     harm_weights: dict[str, float]
     points_generated: bool
     notes: list[str] = field(default_factory=list)
+    segments: gpd.GeoDataFrame | None = None  # street segments (micro-places), when roads given
 
 
 @dataclass
@@ -170,6 +171,8 @@ def _check_inputs_exist(settings: Settings) -> list[Path]:
         paths.append(("sources.other_vintage_boundaries", s.other_vintage_boundaries))
     if settings.harm.table:
         paths.append(("harm.table", settings.harm.table))
+    if settings.micro.roads:
+        paths.append(("micro.roads", settings.micro.roads))
     resolved = []
     for key, value in paths:
         p = settings.path(value)
@@ -407,6 +410,21 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
             ward_polys = ward_polys.rename(columns={sa.wards.boundaries_name_column: "ward_name"})
             ward_polys = ward_polys[ward_polys["ward_name"].isin(wards.dropna().unique())]
 
+    segments = None
+    m = settings.micro
+    if m.roads:
+        reach = 2 * m.max_snap_m + m.segment_length_m
+        roads = boundaries.read_layer(
+            settings.path(m.roads),
+            layer=m.roads_layer,
+            columns=[m.roads_name_column] if m.roads_name_column else None,
+            bbox=tuple(study.total_bounds + np.array([-1, -1, 1, 1]) * reach),
+        )
+        segments = micro.street_segments(
+            roads, max_length=m.segment_length_m, name_column=m.roads_name_column
+        )
+        progress(f"roads: {len(roads):,} lines -> {len(segments):,} street segments")
+
     other: dict[str, pd.Series] = {}
     for src in s.other_points:
         other[src.name] = _read_other_points(settings, src, study, q, pom)
@@ -430,6 +448,7 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
         harm_weights=hw,
         points_generated=generated,
         notes=notes,
+        segments=segments,
     )
 
 
@@ -767,15 +786,35 @@ def choose_neighbourhoods(
     hot_lsoas = None
     if first_gi is not None:
         hot_lsoas = study[["geometry"]].join(first_gi[["gi_bin"]])
-    micro_places = micro.micro_places(
-        pts,
-        polys[["geometry"]],
-        cell_size=settings.micro.cell_size_m,
-        top_n=settings.micro.top_n,
-        hot_lsoas=hot_lsoas,
-        density=hot.surfaces.get("total_harm"),
-        density_quantile=settings.micro.density_quantile,
-    )
+    if inputs.segments is not None:
+        micro_places = micro.segment_places(
+            pts,
+            polys[["geometry"]],
+            inputs.segments,
+            top_n=settings.micro.top_n,
+            max_snap_m=settings.micro.max_snap_m,
+            hot_lsoas=hot_lsoas,
+            density=hot.surfaces.get("total_harm"),
+            density_quantile=settings.micro.density_quantile,
+        )
+        snap = dict(micro_places.attrs.get("snap_summary", {}))
+        micro_places.attrs = {}
+        inputs.notes.append(
+            f"Micro-places are street segments (at most {settings.micro.segment_length_m:g} m): "
+            f"{snap.get('on_segments', 0):,} of {snap.get('records', 0):,} records snapped within "
+            f"{settings.micro.max_snap_m:g} m of a road; {snap.get('unsnapped', 0):,} farther "
+            "(counted in each neighbourhood's harm share, on no segment)."
+        )
+    else:
+        micro_places = micro.micro_places(
+            pts,
+            polys[["geometry"]],
+            cell_size=settings.micro.cell_size_m,
+            top_n=settings.micro.top_n,
+            hot_lsoas=hot_lsoas,
+            density=hot.surfaces.get("total_harm"),
+            density_quantile=settings.micro.density_quantile,
+        )
     if settings.trial.units == "micro_places" and len(micro_places):
         units = micro_places[["cell_id", "neighbourhood_id", "harm"]].reset_index(drop=True)
         trial = selection.allocate_trial(

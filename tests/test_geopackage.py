@@ -861,3 +861,107 @@ def test_gdal_validator_accepts_file(gpkg: Path) -> None:
         [QGIS_PYTHON, str(VALIDATE_GPKG), str(gpkg)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Street-segment micro-places: a line micro_hotspots layer
+# --------------------------------------------------------------------------------------------
+
+
+def _line_micro_layer() -> gpd.GeoDataFrame:
+    """The micro_hotspots layer as street segments: four lines in the Town Centre squares."""
+    lines = [
+        shapely.LineString([(X0 + 20, Y0 + 200), (X0 + 380, Y0 + 200)]),
+        shapely.LineString([(X0 + 200, Y0 + 20), (X0 + 200, Y0 + 380)]),
+        shapely.LineString([(X0 + 420, Y0 + 100), (X0 + 600, Y0 + 250), (X0 + 780, Y0 + 300)]),
+        shapely.LineString([(X0 + 100, Y0 + 500), (X0 + 350, Y0 + 700)]),
+    ]
+    micro = make_layers()["micro_hotspots"].copy()
+    micro["cell_id"] = [f"E{531000 + 100 * k}N163200-1" for k in range(4)]
+    micro["street"] = ["High Street", "Church Lane", "Mill Lane", None]
+    micro["snap_distance_m_max"] = [3.5, 12.0, 0.0, 48.0]
+    return micro.set_geometry(gpd.GeoSeries(lines, crs=27700))
+
+
+def test_micro_hotspots_line_qml() -> None:
+    root = _xml(styles.micro_hotspots_qml(breaks=[0.0, 2.5, 10.0], geometry="line"))
+    rend = root.find("renderer-v2")
+    assert (rend.get("type"), rend.get("attr")) == ("graduatedSymbol", "harm")
+    assert [r.get("label") for r in rend.find("ranges")] == ["0.0 - 2.5", "2.5 - 10.0"]
+    assert root.find("layerGeometryType").text == "1"  # a line layer, or QGIS refuses the style
+    symbols = list(rend.find("symbols"))
+    assert [s.get("type") for s in symbols] == ["line", "line"]
+    widths, colours = [], []
+    for symbol in symbols:
+        casing, main = symbol.findall("layer")
+        assert (casing.get("class"), main.get("class")) == ("SimpleLine", "SimpleLine")
+        assert (casing.get("locked"), main.get("locked")) == ("1", "0")
+        props = {o.get("name"): o.get("value") for o in main.find("Option")}
+        under = {o.get("name"): o.get("value") for o in casing.find("Option")}
+        assert under["line_color"].startswith("255,255,255,")
+        assert float(under["line_width"]) > float(props["line_width"])
+        widths.append(float(props["line_width"]))
+        colours.append(props["line_color"])
+    # wider and darker with harm; the top class is the ramp's darkest at the widest width
+    assert widths == [styles.HARM_LINE_WIDTHS[0], styles.HARM_LINE_WIDTHS[-1]]
+    assert colours == ["251,180,185,255", "122,1,119,255"]
+    one = _xml(styles.micro_hotspots_qml(breaks=[5.0, 5.0], geometry="line"))
+    assert len(one.find("renderer-v2/symbols")) == 1
+    with pytest.raises(ValueError, match="geometry must be"):
+        styles.micro_hotspots_qml(breaks=[0, 1], geometry="point")
+    with pytest.raises(ValueError, match="widths"):
+        styles.graduated_line_qml(
+            field="h", breaks=[0, 1], colors=[(0, 0, 0)], widths_mm=[1, 2], labels=["a"]
+        )
+
+
+def test_default_styles_detect_line_micro_places() -> None:
+    lines = _line_micro_layer()
+    cells = make_layers()["micro_hotspots"]
+    got = styles.default_styles({"micro_hotspots": lines})
+    root = _xml(got["micro_hotspots"])
+    assert root.find("layerGeometryType").text == "1"
+    assert {s.get("type") for s in root.find("renderer-v2/symbols")} == {"line"}
+    assert root.find("previewExpression").text == (
+        """coalesce("cell_id", '') || ' ' || coalesce("street", '')"""
+    )
+    multi = lines.set_geometry(
+        gpd.GeoSeries([shapely.MultiLineString([g]) for g in lines.geometry], crs=27700)
+    )
+    assert styles.default_styles({"micro_hotspots": multi}) == got
+    # grid cells keep the polygon style; other line layers still get none
+    polygon = _xml(styles.default_styles({"micro_hotspots": cells})["micro_hotspots"])
+    assert polygon.find("layerGeometryType").text == "2"
+    assert styles.default_styles({"roads": lines}) == {}
+
+
+@pytest.mark.qgis
+@needs_qgis
+def test_qgis_opens_line_micro_places_styled(tmp_path: Path) -> None:
+    layers = make_layers()
+    layers = {
+        "lsoa_index": layers["lsoa_index"],
+        "priority_neighbourhoods": layers["priority_neighbourhoods"],
+        "micro_hotspots": _line_micro_layer(),
+    }
+    path = _write(tmp_path / "segments.gpkg", layers, styles=styles.default_styles(layers))
+    png = tmp_path / "segments.png"
+    report, output = _run_qgis(
+        path, png, "--combined", "lsoa_index,micro_hotspots,priority_neighbourhoods"
+    )
+    assert report["ok"] is True
+    micro = report["layers"]["micro_hotspots"]
+    assert micro["valid"] and micro["feature_count"] == 4
+    assert micro["geometry"] == "LineString"
+    assert micro["style_from_db"] is True
+    assert micro["default_style_message"] == "Loaded from Provider"
+    rend = micro["renderer"]
+    assert (rend["type"], rend["field"], len(rend["classes"])) == ("graduatedSymbol", "harm", 4)
+    # the class colour QGIS reports is the line's, not the locked white casing's
+    assert [c["color"] for c in rend["classes"]] == ["#fbb4b9", "#f768a1", "#c51b8a", "#7a0177"]
+    assert micro["display_expression"] == (
+        """coalesce("cell_id", '') || ' ' || coalesce("street", '')"""
+    )
+    assert not [m for m in report["messages"] if "geometry type" in m["message"].lower()]
+    # the lines were drawn in the top class's dark purple
+    assert _colour_pixels(png, (122, 1, 119)) > 100

@@ -771,3 +771,120 @@ def test_croydon_overview_in_chromium(croydon, tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in tooltip
     _assert_no_injection(dom)
     screenshot(page, tmp_path / "croydon.png")
+
+
+# ------------------------------------------------------------------------------------------
+# Street-segment micro-places (line geometry)
+
+
+@pytest.fixture(scope="module")
+def segment_micro(borough):
+    """Street-segment micro-places of the synthetic borough, from priority_index.micro itself:
+    a 150 m road grid over neighbourhoods 1 and 2, records scattered a few metres off it."""
+    from priority_index.micro import segment_places, street_segments
+
+    lsoas, neighbourhoods, _, _ = borough
+    x0, y0, x1, y1 = neighbourhoods.loc[[1, 2]].total_bounds
+    xs = np.arange(np.floor(x0 / 150) * 150, x1 + 150, 150)
+    ys = np.arange(np.floor(y0 / 150) * 150, y1 + 150, 150)
+    roads = gpd.GeoDataFrame(
+        {"name": [f"Avenue {i}" for i in range(len(xs))] + [f"Road {j}" for j in range(len(ys))]},
+        geometry=[shapely.LineString([(x, ys[0]), (x, ys[-1])]) for x in xs]
+        + [shapely.LineString([(xs[0], y), (xs[-1], y)]) for y in ys],
+        crs="EPSG:27700",
+    )
+    segments = street_segments(roads, name_column="name")
+    rng = np.random.default_rng(11)
+    lines = segments.geometry.to_numpy()
+    pick = rng.integers(0, len(lines), 3000)
+    at = shapely.get_coordinates(
+        shapely.line_interpolate_point(lines[pick], rng.random(3000), normalized=True)
+    )
+    at += rng.normal(0, 4, at.shape)
+    points = pd.DataFrame(
+        {
+            "x": at[:, 0],
+            "y": at[:, 1],
+            "crime_group": rng.choice(["burglary", "robbery", "violence", "asb"], 3000),
+            "harm": rng.choice([0.0, 60.0, 365.0, 400.0], 3000),
+            "month": rng.choice(["2024-01", "2024-02", "2024-03"], 3000),
+            "location": [f"On or near {segments['street'].iloc[i]}" for i in pick],
+        }
+    )
+    micro = segment_places(points, neighbourhoods, segments, top_n=6)
+    first = micro.index[micro["neighbourhood_id"] == 1]
+    micro.loc[first[0], "top_location"] = XSS_LOCATION
+    micro.loc[first[1], "top_location"] = XSS_SCRIPT
+    return micro
+
+
+def test_line_micro_places_pages(borough, segment_micro):
+    lsoas, neighbourhoods, _, _ = borough
+    micro = segment_micro
+    assert set(micro.geometry.geom_type) == {"LineString"}
+    assert micro.groupby("neighbourhood_id").size().loc[[1, 2]].tolist() == [6, 6]
+    page = maps.neighbourhood_map(1, lsoas, neighbourhoods, micro, basemap=False)
+    assert remote_references(page) == []
+    assert "<th>Street segment</th>" in page and "<th>Cell</th>" not in page
+    assert "Micro-place (street segment)" in page and "patrol cell" not in page
+    assert '"Street segment"' in page  # tooltip label
+    rows = _table_rows(page)
+    expected = micro[micro["neighbourhood_id"] == 1].sort_values("patrol_rank")
+    assert [r[0] for r in rows] == [str(v) for v in expected["patrol_rank"]]
+    assert [r[1] for r in rows] == list(expected["cell_id"])
+    # each number sits half way along its segment
+    mids = gpd.GeoSeries(
+        shapely.line_interpolate_point(expected.geometry.to_numpy(), 0.5, normalized=True),
+        crs=27700,
+    ).to_crs(4326)
+    for p in mids:
+        assert f"L.marker(\n                [{round(p.y, 5)}, {round(p.x, 5)}]" in page
+    assert page == maps.neighbourhood_map(1, lsoas, neighbourhoods, micro, basemap=False)
+    overview = maps.overview_map(lsoas, neighbourhoods=neighbourhoods, micro_places=micro)
+    assert (
+        "Micro-places (street segments)" in overview and "Micro-place (street segment)" in overview
+    )
+    for raw in (XSS_LOCATION, XSS_SCRIPT):
+        assert raw not in page and raw not in overview
+
+
+@pytest.mark.browser
+def test_neighbourhood_map_draws_line_micro_places_offline(borough, segment_micro, tmp_path):
+    lsoas, neighbourhoods, _, _ = borough
+    micro = segment_micro
+    actions = """
+      map.eachLayer(function (l) { if (l._icon && l.getTooltip && l.getTooltip()) {
+        l.openTooltip(); done.push("marker"); } });
+      var seg = find("data-pwned&#x27;,&#x27;1")[0]; mouse(seg, "mouseover"); done.push("seg");
+    """
+    page = tmp_path / "segments.html"
+    html = maps.neighbourhood_map(1, lsoas, neighbourhoods, micro)  # basemap on, network off
+    page.write_text(_with_hook(html, actions), encoding="utf-8")
+    dom = dump_dom(page)
+    in_nb = micro[micro["neighbourhood_id"] == 1]
+    assert re.search(r'data-hook="(marker,){6}seg"', dom)
+    shown = (lsoas["neighbourhood_id"] == 1) | shapely.dwithin(
+        np.asarray(lsoas.geometry.values), neighbourhoods.geometry.loc[1], 200.0
+    )
+    # interactive: the LSOAs, the outline and one line per segment (the casing is not)
+    assert _count(INTERACTIVE_PATH, dom) == shown.sum() + 1 + len(in_nb)
+    lines = _count(r'<path[^>]*stroke="#ffe14d"[^>]*fill="none"', dom)
+    casings = _count(r'<path[^>]*stroke="#3b2a00"[^>]*stroke-width="10"[^>]*fill="none"', dom)
+    assert lines == casings == len(in_nb)
+    # the hovered segment is highlighted as wide as its casing; the others keep 6 px
+    assert _count(r'<path[^>]*stroke="#ffe14d"[^>]*stroke-width="6"', dom) == len(in_nb) - 1
+    numbers = re.findall(r'<div class="pi-num">(\d+)</div>', dom)
+    assert sorted(map(int, numbers)) == list(range(1, len(in_nb) + 1))
+    tooltips = " ".join(re.findall(r'<div class="leaflet-tooltip.*?</div>\s*</div>', dom, re.S))
+    assert "Street segment" in tooltips and in_nb["cell_id"].iloc[0] in tooltips
+    _assert_no_injection(dom)
+    # each line is drawn along its segment, not collapsed to a point
+    for d in re.findall(r'<path[^>]*stroke="#ffe14d"[^>]*d="([^"]+)"', _without_scripts(dom)):
+        xy = np.array(re.findall(r"(-?\d+(?:\.\d+)?) (-?\d+(?:\.\d+)?)", d), dtype=float)
+        assert len(xy) >= 2 and np.hypot(*np.diff(xy, axis=0).T).sum() > 5
+    # and on screen beside their numbers (the page as opened: no tooltips over them)
+    plain = tmp_path / "segments_plain.html"
+    plain.write_text(html, encoding="utf-8")
+    image = matplotlib.image.imread(screenshot(plain, tmp_path / "segments.png"))[..., :3]
+    yellow = np.array([0xFF, 0xE1, 0x4D]) / 255
+    assert (np.abs(image - yellow).max(axis=2) < 0.05).sum() > 50

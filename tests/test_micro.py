@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,15 @@ import shapely
 from affine import Affine
 
 from priority_index.density import DensityGrid
-from priority_index.micro import MICRO_COLUMNS, cell_ids, cell_totals, micro_places
+from priority_index.micro import (
+    MICRO_COLUMNS,
+    SEGMENT_COLUMNS,
+    cell_ids,
+    cell_totals,
+    micro_places,
+    segment_places,
+    street_segments,
+)
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 E0, N0 = 530000.0, 160000.0
@@ -259,3 +268,363 @@ def test_croydon_burglary_patrol_list():
     assert tot["n_records"].sum() == len(pts)
     # Every listed cell's records are in the overall cell totals.
     assert (tot.loc[out["cell_id"], "n_records"].to_numpy() >= out["n_records"].to_numpy()).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Street segments
+
+
+def line(*xy):
+    return shapely.LineString([(E0 + x, N0 + y) for x, y in xy])
+
+
+def local(geom):
+    """A geometry's coordinates relative to (E0, N0), as a list of (x, y) tuples."""
+    return [tuple(map(float, xy)) for xy in np.round(shapely.get_coordinates(geom) - [E0, N0], 6)]
+
+
+@pytest.fixture
+def roads() -> gpd.GeoDataFrame:
+    """A small street grid (local metres from E0, N0).
+
+    High Street runs west-east at y = 100 (400 m, with vertices at x = 100 and 250); Church
+    Lane runs south-north at x = 200 as two parts meeting High Street; Back Lane crosses Church
+    Lane at (200, 150), digitised east to west; Mill Lane runs at x = 450; an unnamed path at
+    x = 600 lies outside both neighbourhoods.
+    """
+    return gpd.GeoDataFrame(
+        {"name1": ["High Street", "Church Lane", "Back Lane", "Mill Lane", None]},
+        geometry=[
+            line((0, 100), (100, 100), (250, 100), (400, 100)),
+            shapely.MultiLineString([line((200, 0), (200, 100)), line((200, 100), (200, 300))]),
+            line((250, 150), (150, 150)),
+            line((450, 0), (450, 200)),
+            line((600, 0), (600, 200)),
+        ],
+        crs="EPSG:27700",
+    )
+
+
+SEGMENT_IDS = {
+    "E530067N160100-1": ("High Street", [(0, 100), (100, 100), (133.333333, 100)]),
+    "E530200N160050-1": ("Church Lane", [(200, 0), (200, 100)]),
+    "E530200N160100-1": ("High Street", [(133.333333, 100), (250, 100), (266.666667, 100)]),
+    # Back Lane and the middle of Church Lane share the rounded midpoint (200, 150): Back Lane's
+    # western end (x = 150) sorts before Church Lane's southern end (x = 200).
+    "E530200N160150-1": ("Back Lane", [(250, 150), (150, 150)]),
+    "E530200N160150-2": ("Church Lane", [(200, 100), (200, 200)]),
+    "E530200N160250-1": ("Church Lane", [(200, 200), (200, 300)]),
+    "E530333N160100-1": ("High Street", [(266.666667, 100), (400, 100)]),
+    "E530450N160050-1": ("Mill Lane", [(450, 0), (450, 100)]),
+    "E530450N160150-1": ("Mill Lane", [(450, 100), (450, 200)]),
+    "E530600N160050-1": (None, [(600, 0), (600, 100)]),
+    "E530600N160150-1": (None, [(600, 100), (600, 200)]),
+}
+
+
+def test_street_segments_split_name_and_id(roads):
+    segs = street_segments(roads, max_length=150.0, name_column="name1")
+    assert list(segs.columns) == ["segment_id", "street", "length_m", "geometry"]
+    assert segs.crs == "EPSG:27700"
+    assert list(segs["segment_id"]) == list(SEGMENT_IDS)  # sorted by id
+    for row in segs.itertuples():
+        street, coords = SEGMENT_IDS[row.segment_id]
+        assert (None if pd.isna(row.street) else row.street) == street, row.segment_id
+        # the split keeps the line's own vertices between the cut points
+        assert local(row.geometry) == coords, row.segment_id
+    # the fewest equal pieces no longer than 150 m: 400 m -> 3 x 133.3 m, 200 m -> 2 x 100 m
+    np.testing.assert_allclose(
+        segs["length_m"], [400 / 3, 100, 400 / 3, 100, 100, 100, 400 / 3, 100, 100, 100, 100]
+    )
+    np.testing.assert_allclose(segs["length_m"], segs.geometry.length)
+    by_street = segs.groupby(segs["street"].fillna("-"))["length_m"].agg(["size", "sum", "max"])
+    assert by_street.loc["High Street"].tolist() == pytest.approx([3, 400.0, 400 / 3])
+    assert by_street.loc["Church Lane"].tolist() == pytest.approx([3, 300.0, 100.0])
+    assert by_street.loc["Mill Lane"].tolist() == pytest.approx([2, 200.0, 100.0])
+    assert (segs["length_m"] <= 150.0 + 1e-9).all()
+    assert segs["street"].dtype == "string"
+
+
+def test_street_segments_are_stable_and_reproject(roads):
+    first = street_segments(roads, name_column="name1")
+    # other row order, every line digitised the other way, in WGS84, with Z values
+    shuffled = roads.iloc[[3, 0, 4, 2, 1]].copy()
+    shuffled.geometry = shapely.reverse(shuffled.geometry.to_numpy())
+    shuffled.geometry = shapely.force_3d(shuffled.geometry.to_numpy(), 12.0)
+    again = street_segments(shuffled.to_crs(4326), name_column="name1")
+    assert list(again["segment_id"]) == list(first["segment_id"])
+    pd.testing.assert_series_equal(again["street"], first["street"])
+    assert not shapely.has_z(again.geometry.to_numpy()).any()
+    assert shapely.equals_exact(
+        shapely.normalize(again.geometry.to_numpy()),
+        shapely.normalize(first.geometry.to_numpy()),
+        tolerance=0.01,  # the WGS84 round trip moves points by about 1 mm
+    ).all()
+    # bit-for-bit the same on a rerun
+    pd.testing.assert_frame_equal(street_segments(roads, name_column="name1"), first)
+    unnamed = street_segments(roads)
+    assert unnamed["street"].isna().all() and list(unnamed["segment_id"]) == list(SEGMENT_IDS)
+
+
+def test_street_segments_cover_a_winding_road_exactly():
+    rng = np.random.default_rng(3)
+    steps = rng.normal(0, 7, size=(400, 2)) + [5, 0]
+    road = shapely.LineString(np.cumsum(steps, axis=0) + [E0, N0])
+    segs = street_segments(gpd.GeoDataFrame(geometry=[road], crs=27700), max_length=120.0)
+    k = int(np.ceil(road.length / 120.0))
+    assert len(segs) == k
+    np.testing.assert_allclose(segs["length_m"], road.length / k, rtol=1e-9)
+    merged = shapely.line_merge(shapely.union_all(segs.geometry.to_numpy()))
+    assert merged.length == pytest.approx(road.length)
+    assert shapely.hausdorff_distance(merged, road) < 1e-6
+    assert segs["segment_id"].is_unique
+
+
+def test_street_segments_reject_bad_input(roads):
+    with pytest.raises(ValueError, match="max_length"):
+        street_segments(roads, max_length=0)
+    with pytest.raises(ValueError, match="no column 'name'"):
+        street_segments(roads, name_column="name")
+    polys = roads.assign(geometry=roads.buffer(5))
+    with pytest.raises(ValueError, match="roads must be lines; 5 parts are Polygon"):
+        street_segments(polys)
+    # missing, empty and zero-length lines are left out
+    odd = gpd.GeoDataFrame(
+        geometry=[None, shapely.LineString(), line((0, 0), (0, 0)), line((0, 0), (10, 0))],
+        crs=27700,
+    )
+    assert list(street_segments(odd)["segment_id"]) == ["E530005N160000-1"]
+    assert len(street_segments(odd.iloc[:3])) == 0
+
+
+def srec(x, y, group, harm, month, location, lsoa="E01000001"):
+    return rec(x, y, group, harm, month, location, lsoa)
+
+
+@pytest.fixture
+def street_points() -> pd.DataFrame:
+    rows = [
+        # High Street west (E530067N160100-1, in N1): 4 records, harm 565; one exactly 50 m off
+        srec(30, 103, "burglary", 100.0, "2024-01", "On or near High Street"),
+        srec(60, 98, "burglary", 100.0, "2024-02", "On or near High Street"),
+        srec(100, 100, "robbery", 365.0, "2024-02", "On or near Park Road"),
+        srec(30, 150, "asb", 0.0, "2024-03", None),
+        # High Street middle (E530200N160100-1, N1): two violence records 4 m off, harm 800
+        srec(160, 104, "violence", 400.0, "2024-01", "On or near High Street", "E01000002"),
+        srec(240, 96, "violence", 400.0, "2024-01", "On or near Church Lane", "E01000002"),
+        # Church Lane south (E530200N160050-1, N1): a theft and five ASB, and a record exactly
+        # on the junction (200, 100), 0 m from three segments: the lowest id takes it
+        srec(205, 40, "theft", 10.0, "2024-02", "On or near Church Lane"),
+        *[srec(195, 60, "asb", 0.0, "2024-02", None) for _ in range(5)],
+        srec(200, 100, "public_order", 25.0, "2024-03", "On or near Church Lane"),
+        # Back Lane (E530200N160150-1, N1): no location text, so the street name is shown
+        srec(170, 152, "drugs", 50.0, "2024-01", None),
+        # Inside N1, 70 m from any street: not on any list, counted as unsnapped
+        srec(100, 30, "robbery", 365.0, "2024-01", "On or near Nowhere"),
+        # Inside N1 (x < 300) but nearest to High Street east, whose midpoint is in N2
+        srec(280, 101, "theft", 1.0, "2024-04", "On or near High Street", "E01000003"),
+        # N2: High Street east, Mill Lane south and north
+        srec(350, 98, "theft", 24.0, "2024-01", "On or near High Street", "E01000004"),
+        srec(448, 50, "drugs", 50.0, "2024-01", "On or near Mill Lane", "E01000004"),
+        srec(452, 60, "theft", 25.0, "2024-02", "On or near Mill Lane", "E01000004"),
+        srec(455, 150, "theft", 25.0, "2024-01", "On or near Mill Lane", "E01000004"),
+        # Outside both neighbourhoods (y > 200) but 14 m from Mill Lane north: counted there
+        srec(440, 210, "asb", 0.0, "2024-02", "On or near Mill Lane", "E01000009"),
+        # Inside N2, 80 m from any street
+        srec(350, 180, "theft", 10.0, "2024-03", None, "E01000004"),
+        # Outside everything: near the unnamed path, far away, and without coordinates
+        srec(590, 100, "robbery", 365.0, "2024-01", "On or near Path", "E01000009"),
+        srec(1000, 50, "robbery", 365.0, "2024-01", "On or near Far Away", "E01000009"),
+        srec(np.nan, np.nan, "robbery", 365.0, "2024-01", "No location", None),
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def segments(roads) -> gpd.GeoDataFrame:
+    return street_segments(roads, name_column="name1")
+
+
+def test_segment_places_rank_share_and_text(street_points, neighbourhoods, segments):
+    out = segment_places(street_points, neighbourhoods, segments, top_n=10)
+    assert isinstance(out, gpd.GeoDataFrame) and out.crs == "EPSG:27700"
+    assert tuple(out.columns) == SEGMENT_COLUMNS
+    assert SEGMENT_COLUMNS[:-3] == MICRO_COLUMNS[:-1]  # micro_places' columns, then two more
+    assert list(out["neighbourhood_id"]) == ["N1"] * 4 + ["N2"] * 3
+    assert list(out["patrol_rank"]) == [1, 2, 3, 4, 1, 2, 3]
+    n1 = out[out["neighbourhood_id"] == "N1"].set_index("cell_id")
+    assert list(n1.index) == [
+        "E530200N160100-1",  # High Street middle, harm 800
+        "E530067N160100-1",  # High Street west, 565
+        "E530200N160150-1",  # Back Lane, 50
+        "E530200N160050-1",  # Church Lane south, 35 (theft 10 + junction record 25)
+    ]
+    assert list(n1["n_records"]) == [2, 4, 1, 7]
+    np.testing.assert_allclose(n1["harm"], [800.0, 565.0, 50.0, 35.0])
+    # Shares of N1's harm: its segments (1450) plus its unsnapped robbery (365).
+    np.testing.assert_allclose(n1["harm_share"], np.array([800, 565, 50, 35]) / 1815.0)
+    assert list(n1["months_active"]) == [1, 3, 1, 2]
+    assert list(n1["street"]) == ["High Street", "High Street", "Back Lane", "Church Lane"]
+    assert n1.loc["E530067N160100-1", "crime_types"] == (
+        "Robbery 1; Burglary 2; Anti-social Behaviour 1"
+    )
+    assert n1.loc["E530200N160050-1", "crime_types"] == (
+        "Public Order Offences 1; Theft 1; Anti-social Behaviour 5"
+    )
+    assert n1.loc["E530067N160100-1", "top_location"] == "On or near High Street"
+    # a tie (1 each) goes to the alphabetical first
+    assert n1.loc["E530200N160100-1", "top_location"] == "On or near Church Lane"
+    assert n1.loc["E530200N160150-1", "top_location"] == "Back Lane"  # no text: the street
+    np.testing.assert_allclose(n1["snap_distance_m_max"], [4.0, 50.0, 2.0, 5.0])
+    assert local(n1.loc["E530200N160150-1", "geometry"]) == [(250, 150), (150, 150)]
+    n2 = out[out["neighbourhood_id"] == "N2"].set_index("cell_id")
+    # Mill Lane north (25, 2 records) and High Street east (25, 2 records) tie: lower id first
+    assert list(n2.index) == ["E530450N160050-1", "E530333N160100-1", "E530450N160150-1"]
+    np.testing.assert_allclose(n2["harm"], [75.0, 25.0, 25.0])
+    assert list(n2["n_records"]) == [2, 2, 2]
+    np.testing.assert_allclose(n2["harm_share"], np.array([75, 25, 25]) / 135.0)
+    assert out["gi_hotspot"].dtype == bool and not out["gi_hotspot"].any()
+    assert out["kde_hotspot"].dtype == bool and not out["kde_hotspot"].any()
+    assert out["cell_id"].dtype == "string" and out["street"].dtype == "string"
+
+
+def test_segment_places_account_for_every_record(street_points, neighbourhoods, segments):
+    out = segment_places(street_points, neighbourhoods, segments)
+    summary = out.attrs["snap_summary"]
+    assert {k: v for k, v in summary.items() if k != "by_neighbourhood"} == {
+        "max_snap_m": 50.0,
+        "records": 22,  # 21 inside N1 or N2, and the one outside counted on Mill Lane north
+        "on_segments": 20,
+        "unsnapped": 2,
+        "unsnapped_harm": 375.0,
+        "snapped_out": 1,
+        "snapped_in": 2,
+    }
+    assert summary["by_neighbourhood"] == [
+        {
+            "neighbourhood_id": "N1",
+            "segments": 5,  # High W and middle, Church S and middle, Back Lane
+            "on_segments": 14,
+            "harm_on_segments": 1450.0,
+            "unsnapped": 1,
+            "unsnapped_harm": 365.0,
+            "snapped_out": 1,
+            "snapped_in": 0,
+        },
+        {
+            "neighbourhood_id": "N2",
+            "segments": 3,
+            "on_segments": 6,
+            "harm_on_segments": 125.0,
+            "unsnapped": 1,
+            "unsnapped_harm": 10.0,
+            "snapped_out": 0,
+            "snapped_in": 2,
+        },
+    ]
+    # records inside each neighbourhood = on its segments - snapped in + snapped out + unsnapped
+    for nb, inside in (("N1", 16), ("N2", 5)):
+        row = next(r for r in summary["by_neighbourhood"] if r["neighbourhood_id"] == nb)
+        assert row["on_segments"] - row["snapped_in"] + row["snapped_out"] + row["unsnapped"] == (
+            inside
+        )
+        # the shares of all the neighbourhood's segments and its unsnapped harm make 1
+        share = out.loc[out["neighbourhood_id"] == nb, "harm_share"].sum()
+        assert share + row["unsnapped_harm"] / (
+            row["harm_on_segments"] + row["unsnapped_harm"]
+        ) == pytest.approx(1.0)
+    assert out["n_records"].sum() == summary["on_segments"]
+    assert json.loads(json.dumps(summary)) == summary  # plain values, ready for the manifest
+
+
+def test_segment_places_snap_distance(street_points, neighbourhoods, segments):
+    near = segment_places(street_points, neighbourhoods, segments, max_snap_m=4.5)
+    s = near.attrs["snap_summary"]
+    # Now unsnapped inside: the record 50 m off, Church Lane's theft and five ASB (5 m off),
+    # the robbery 70 m off (N1); Mill Lane's theft 5 m off and the theft 80 m off (N2). The
+    # record 14 m north of Mill Lane lies outside both neighbourhoods, so it drops out of the
+    # count altogether.
+    assert (s["records"], s["on_segments"], s["unsnapped"], s["snapped_in"]) == (21, 11, 10, 1)
+    assert s["unsnapped_harm"] == 0 + 10 + 0 + 365 + 25 + 10
+    n1 = near[near["neighbourhood_id"] == "N1"].set_index("cell_id")
+    assert n1.loc["E530067N160100-1", "n_records"] == 3
+    assert n1.loc["E530200N160050-1", ["n_records", "harm"]].tolist() == [1, 25.0]  # junction
+    assert "E530450N160150-1" not in set(near["cell_id"])  # Mill Lane north: nothing left
+    np.testing.assert_allclose(n1["harm_share"].sum() + 375.0 / (800 + 565 + 50 + 25 + 375), 1.0)
+    assert (near["snap_distance_m_max"] <= 4.5).all()
+    with pytest.raises(ValueError, match="max_snap_m"):
+        segment_places(street_points, neighbourhoods, segments, max_snap_m=0)
+
+
+def test_segment_places_top_n_and_determinism(street_points, neighbourhoods, segments):
+    two = segment_places(street_points, neighbourhoods, segments, top_n=2)
+    assert two.groupby("neighbourhood_id").size().tolist() == [2, 2]
+    full = segment_places(street_points, neighbourhoods, segments)
+    # shuffled records and segments, segments reversed: the same list, even for the record
+    # exactly 50 m off and the junction record equidistant from three segments
+    pts = street_points.sample(frac=1.0, random_state=5)
+    segs = segments.sample(frac=1.0, random_state=6)
+    segs = segs.assign(geometry=shapely.reverse(segs.geometry.to_numpy()))
+    again = segment_places(pts, neighbourhoods, segs)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(again.drop(columns="geometry")),
+        pd.DataFrame(full.drop(columns="geometry")),
+    )
+    assert shapely.equals(again.geometry.to_numpy(), full.geometry.to_numpy()).all()
+    assert again.attrs == full.attrs
+
+
+def test_segment_places_gi_and_kde(street_points, neighbourhoods, segments):
+    lsoas = gpd.GeoDataFrame(
+        {"gi_bin": [3]},
+        geometry=[shapely.box(E0, N0, E0 + 150, N0 + 200)],  # holds High Street west's midpoint
+        crs="EPSG:27700",
+    )
+    out = segment_places(street_points, neighbourhoods, segments, hot_lsoas=lsoas)
+    assert set(out.loc[out["gi_hotspot"], "cell_id"]) == {"E530067N160100-1"}
+    # a Series of gi_bin: the LSOA of most of a segment's records
+    bins = pd.Series({"E01000002": 2, "E01000004": 3})
+    out = segment_places(street_points, neighbourhoods, segments, hot_lsoas=bins)
+    # High Street east: E01000003 and E01000004 tie 1-1, the lower code (absent) wins: not hot.
+    # Mill Lane north: E01000004 and E01000009 tie 1-1, E01000004 wins: hot.
+    assert set(out.loc[out["gi_hotspot"], "cell_id"]) == {
+        "E530200N160100-1",
+        "E530450N160050-1",
+        "E530450N160150-1",
+    }
+    # 50 m surface offset by 25 m so that High Street (y = 100) runs through cell middles
+    values = np.zeros((13, 11), dtype=np.float32)
+    values[4, 3:6] = 10.0  # x 125..275, y 75..125: the middle piece of High Street
+    grid = DensityGrid(
+        values=values,
+        transform=Affine(50.0, 0.0, E0 - 25, 0.0, -50.0, N0 + 325),
+        cell_size=50.0,
+        bandwidth=200.0,
+        kernel="quartic",
+        units="harm days per km2",
+    )
+    out = segment_places(street_points, neighbourhoods, segments, density=grid)
+    assert set(out.loc[out["kde_hotspot"], "cell_id"]) == {"E530200N160100-1"}
+    # High Street west samples x = 22, 67, 111 (all 0); Back Lane at y = 150 (row 3, all 0)
+    low = values.copy()
+    low[4, 2] = 6.0  # one of High Street west's three samples: mean 2
+    grid2 = DensityGrid(low, grid.transform, 50.0, 200.0, "quartic", "harm days per km2")
+    out = segment_places(
+        street_points, neighbourhoods, segments, density=grid2, density_threshold=2
+    )
+    assert set(out.loc[out["kde_hotspot"], "cell_id"]) == {"E530200N160100-1", "E530067N160100-1"}
+
+
+def test_segment_places_empty_and_bad_segments(street_points, neighbourhoods, segments):
+    far = neighbourhoods.copy()
+    far.geometry = far.geometry.translate(10000, 0)
+    out = segment_places(street_points, far, segments)
+    assert len(out) == 0 and tuple(out.columns) == SEGMENT_COLUMNS and out.crs == "EPSG:27700"
+    assert out.attrs["snap_summary"]["records"] == 0
+    assert [r["segments"] for r in out.attrs["snap_summary"]["by_neighbourhood"]] == [0, 0]
+    none = segment_places(street_points.iloc[:0], neighbourhoods, segments)
+    assert len(none) == 0 and none.attrs["snap_summary"]["by_neighbourhood"][0]["segments"] == 5
+    with pytest.raises(ValueError, match="street_segments"):
+        segment_places(street_points, neighbourhoods, segments.drop(columns="segment_id"))
+    with pytest.raises(ValueError, match="unique"):
+        segment_places(street_points, neighbourhoods, pd.concat([segments, segments.iloc[:1]]))

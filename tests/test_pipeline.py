@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
@@ -209,3 +210,43 @@ def test_dask_engine_gives_the_same_outputs(example, run_once, tmp_path):
         "density_violence_and_sexual.tif",
     ]:
         assert (out / name).read_bytes() == (run_once / name).read_bytes(), name
+
+
+def test_street_segments_when_a_road_layer_is_given(example, tmp_path):
+    """`[micro] roads = ...`: micro-places become street segments (lines) in every output."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    lsoas = gpd.read_file(
+        example / "outputs" / "example_data" / "boundaries" / "fictional_lsoa21.gpkg"
+    ).to_crs(27700)
+    xmin, ymin, xmax, ymax = lsoas.total_bounds
+    lines = [LineString([(x, ymin), (x, ymax)]) for x in np.arange(xmin, xmax, 200.0)]
+    lines += [LineString([(xmin, y), (xmax, y)]) for y in np.arange(ymin, ymax, 200.0)]
+    roads = gpd.GeoDataFrame(
+        {"name1": [f"Road {i}" for i in range(len(lines))]}, geometry=lines, crs=27700
+    ).to_crs(4326)
+    roads.to_file(tmp_path / "roads.gpkg", layer="road_link")
+    toml = (example / "pipelines" / "example.toml").read_text()
+    toml = toml.replace(
+        "[selection]",
+        f'[micro]\nroads = "{tmp_path / "roads.gpkg"}"\n'
+        'roads_layer = "road_link"\nroads_name_column = "name1"\n'
+        "segment_length_m = 150\nmax_snap_m = 150\n\n[selection]",
+    )
+    (example / "pipelines" / "example_roads.toml").write_text(toml)
+    out = tmp_path / "roads_out"
+    assert (
+        main(
+            ["run", str(example / "pipelines" / "example_roads.toml"), "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
+    micro = pyogrio.read_dataframe(out / "priority_index.gpkg", layer="micro_hotspots")
+    assert len(micro) > 0
+    assert set(micro.geom_type) <= {"LineString", "MultiLineString"}
+    assert (micro.length <= 150.0 + 1e-6).all()
+    assert micro["street"].str.startswith("Road ").all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any("street segments" in n for n in manifest["notes"])
+    assert "Street segment" in (out / "maps" / "neighbourhood_1.html").read_text()

@@ -7,6 +7,10 @@ Two builders return a whole HTML page as a string:
 - :func:`neighbourhood_map`: one priority neighbourhood, zoomed to it, its micro-places
   numbered in patrol order beside a printable table.
 
+Micro-places are grid cells (polygons, drawn as yellow squares) or street segments (lines,
+drawn as thick yellow lines over a dark casing, numbered at their midpoint); the maps draw
+whichever they are given.
+
 Leaflet and jQuery are inlined from installed packages (see :mod:`.offline_assets`), so every
 layer draws offline; the OpenStreetMap basemap appears only when a network is reachable and the
 borough outline gives context without it. Geometry is simplified as a coverage (shared
@@ -102,6 +106,11 @@ _DENSITY_CMAP = "YlOrRd"
 _NEIGHBOURHOOD_COLOUR = "#1b1b1b"
 _MICRO_FILL = "#ffe14d"
 _MICRO_LINE = "#3b2a00"
+#: Layer-control name of the micro-places when they are street segments.
+_MICRO_SEGMENTS_LAYER = "Micro-places (street segments)"
+_SEGMENT_WEIGHT = 6
+_SEGMENT_CASING_WEIGHT = 10
+_LINE_TYPES = ("LineString", "MultiLineString")
 _NO_TIME_NOTE = (
     "police.uk records give the month of each crime, not the time of day, so no patrol times "
     "are suggested."
@@ -241,6 +250,27 @@ def _prepare_micro(micro_places: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | 
     _check_shares(micro_places, ["harm_share"], "micro_places")
     ordered = micro_places.sort_values(["neighbourhood_id", "patrol_rank"], kind="stable")
     return ordered.reset_index(drop=True)  # feature ids by position: unique whatever the index
+
+
+def _is_lines(micro: gpd.GeoDataFrame | None) -> bool:
+    """True when every micro-place with a geometry is a (Multi)LineString: street segments."""
+    if micro is None:
+        return False
+    kinds = micro.geometry.geom_type.dropna()
+    return len(kinds) > 0 and bool(kinds.isin(_LINE_TYPES).all())
+
+
+def _anchor_points(geometries: gpd.GeoSeries) -> np.ndarray:
+    """Where a micro-place's number goes: half way along a line, else a point on the surface."""
+    values = np.asarray(geometries.values)
+    out = shapely.point_on_surface(values)
+    kinds = shapely.get_type_id(values)
+    lines = (kinds == shapely.GeometryType.LINESTRING) | (
+        kinds == shapely.GeometryType.MULTILINESTRING
+    )
+    if lines.any():
+        out[lines] = shapely.line_interpolate_point(values[lines], 0.5, normalized=True)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,6 +682,7 @@ def _legend_sections(
     neighbourhoods: bool,
     micro: bool,
     numbered: bool = False,
+    micro_lines: bool = False,
 ) -> str:
     parts = []
     if deciles:
@@ -678,7 +709,16 @@ def _legend_sections(
         parts.append(
             _swatch_row("Priority neighbourhood", fill="transparent", line=_NEIGHBOURHOOD_COLOUR)
         )
-    if micro:
+    if micro and micro_lines:
+        bar = (
+            f"height:{_SEGMENT_WEIGHT - 2}px;background:{_MICRO_FILL};"
+            f"border:2px solid {_MICRO_LINE};border-radius:4px"
+        )
+        parts.append(
+            f'<div class="pi-row"><span class="pi-sw" style="{bar}"></span>'
+            "Micro-place (street segment)</div>"
+        )
+    elif micro:
         parts.append(_swatch_row("Micro-place (patrol cell)", fill=_MICRO_FILL, line=_MICRO_LINE))
     if numbered:
         parts.append(
@@ -910,24 +950,67 @@ _MICRO_TOOLTIP = (
         "Hot spot by",
     ],
 )
+_SEGMENT_TOOLTIP = (
+    _MICRO_TOOLTIP[0],
+    [*_MICRO_TOOLTIP[1][:2], "Street segment"] + _MICRO_TOOLTIP[1][3:],
+)
 
 
-def _micro_layer(collection: dict[str, Any], *, name: str | None, show: bool) -> folium.GeoJson:
-    return folium.GeoJson(
-        collection,
-        name=name,
-        show=show,
-        control=name is not None,
+def _micro_layer(
+    collection: dict[str, Any], *, name: str | None, show: bool, lines: bool = False
+) -> folium.GeoJson | folium.FeatureGroup:
+    """Micro-places: yellow cells with a dark edge, or for street segments thick yellow lines
+    over a dark casing (a group of the non-interactive casing and the lines, toggled together).
+    """
+    if not lines:
+        return folium.GeoJson(
+            collection,
+            name=name,
+            show=show,
+            control=name is not None,
+            style_function=lambda _: {
+                "fillColor": _MICRO_FILL,
+                "color": _MICRO_LINE,
+                "weight": 1.5,
+                "fillOpacity": 0.75,
+            },
+            highlight_function=lambda _: {"weight": 3},
+            tooltip=folium.GeoJsonTooltip(*_MICRO_TOOLTIP, sticky=True),
+            pane="pi-cells",
+        )
+    group = folium.FeatureGroup(name=name, show=show, control=name is not None)
+    bare = {
+        "type": "FeatureCollection",
+        "features": [{**f, "properties": {}} for f in collection["features"]],
+    }
+    folium.GeoJson(
+        bare,
+        control=False,
+        interactive=False,
         style_function=lambda _: {
-            "fillColor": _MICRO_FILL,
             "color": _MICRO_LINE,
-            "weight": 1.5,
-            "fillOpacity": 0.75,
+            "weight": _SEGMENT_CASING_WEIGHT,
+            "opacity": 0.9,
+            "lineCap": "round",
+            "lineJoin": "round",
         },
-        highlight_function=lambda _: {"weight": 3},
-        tooltip=folium.GeoJsonTooltip(*_MICRO_TOOLTIP, sticky=True),
         pane="pi-cells",
-    )
+    ).add_to(group)
+    folium.GeoJson(
+        collection,
+        control=False,
+        style_function=lambda _: {
+            "color": _MICRO_FILL,
+            "weight": _SEGMENT_WEIGHT,
+            "opacity": 1.0,
+            "lineCap": "round",
+            "lineJoin": "round",
+        },
+        highlight_function=lambda _: {"weight": _SEGMENT_CASING_WEIGHT},
+        tooltip=folium.GeoJsonTooltip(*_SEGMENT_TOOLTIP, sticky=True),
+        pane="pi-cells",
+    ).add_to(group)
+    return group
 
 
 def _outline_layer(geometry: gpd.GeoSeries) -> folium.GeoJson:
@@ -1058,9 +1141,10 @@ def overview_map(
         available, ``n_lsoas``, ``residents``, ``total_harm``, ``share_of_borough_harm`` and
         ``selection_frequency`` (shares as fractions).
     micro_places
-        Micro-place cells with ``neighbourhood_id``, ``patrol_rank``, ``cell_id``,
-        ``n_records``, ``harm``, ``harm_share``, ``crime_types``, ``top_location`` and
-        optionally ``gi_hotspot`` and ``kde_hotspot``.
+        Micro-places with ``neighbourhood_id``, ``patrol_rank``, ``cell_id``, ``n_records``,
+        ``harm``, ``harm_share``, ``crime_types``, ``top_location`` and optionally
+        ``gi_hotspot`` and ``kde_hotspot``: grid cells (polygons) or street segments (when every
+        geometry is a line; drawn as thick lines, the table and tooltips say "Street segment").
     density
         A density surface (see :data:`DensityLike`): north-up values, EPSG:27700 unless a CRS
         is given, drawn as an image overlay; NaN is transparent.
@@ -1145,11 +1229,13 @@ def overview_map(
             ).add_to(group)
         group.add_to(m)
     has_micro = prep.micro is not None and len(prep.micro) > 0
+    lines = _is_lines(prep.micro)
     if has_micro:
         _micro_layer(
             _feature_collection(prep.micro_web, _micro_properties(prep.micro, prep.names)),
-            name=LAYERS["micro_places"],
+            name=_MICRO_SEGMENTS_LAYER if lines else LAYERS["micro_places"],
             show="micro_places" in show,
+            lines=lines,
         ).add_to(m)
     legend = _legend_sections(
         deciles=True,
@@ -1157,6 +1243,7 @@ def overview_map(
         density=dens.units if density_layer is not None and dens is not None else None,
         neighbourhoods=has_nb,
         micro=has_micro,
+        micro_lines=lines,
     )
     m.add_child(
         _Block(
@@ -1198,7 +1285,8 @@ def _patrol_table(
     micro: gpd.GeoDataFrame | None, *, time_field: str | None, neighbourhood_name: str
 ) -> str:
     has_time = micro is not None and time_field is not None and time_field in micro.columns
-    headers = ["No.", "Cell", "Top location", "Crime types", "Records", "Harm", "Share"]
+    place = "Street segment" if _is_lines(micro) else "Cell"
+    headers = ["No.", place, "Top location", "Crime types", "Records", "Harm", "Share"]
     if has_time:
         headers.append("Suggested patrol times")
     note = "" if has_time else f'<span class="pi-caption-note">{_esc(_NO_TIME_NOTE)}</span>'
@@ -1347,18 +1435,22 @@ def neighbourhood_map(
     group.add_to(m)
 
     micro = None
+    lines = _is_lines(prep.micro)
     if prep.micro is not None:
         in_nb = prep.micro["neighbourhood_id"].eq(neighbourhood_id).to_numpy()
         micro = prep.micro[in_nb]
         micro_web = prep.micro_web[in_nb]
         if len(micro):
-            cells = folium.FeatureGroup(name=LAYERS["micro_places"], show=True)
+            cells = folium.FeatureGroup(
+                name=_MICRO_SEGMENTS_LAYER if lines else LAYERS["micro_places"], show=True
+            )
             _micro_layer(
                 _feature_collection(micro_web, _micro_properties(micro, prep.names)),
                 name=None,
                 show=True,
+                lines=lines,
             ).add_to(cells)
-            centres = shapely.point_on_surface(np.asarray(micro.geometry.values))
+            centres = _anchor_points(micro.geometry)
             for latlon, rank, location, cell in zip(
                 _to_latlon(centres, precision=precision),
                 micro["patrol_rank"],
@@ -1397,6 +1489,7 @@ def neighbourhood_map(
         neighbourhoods=True,
         micro=micro is not None and len(micro) > 0,
         numbered=micro is not None and len(micro) > 0,
+        micro_lines=lines,
     )
     side = (
         '<aside class="pi-side">'

@@ -6,8 +6,9 @@ is read from or written to disk; :mod:`priority_index.exports.geopackage` stores
 GeoPackage's ``layer_styles`` table, where QGIS finds them as each layer's default style.
 
 The QML follows what QGIS 3.22 LTR writes (the oldest QGIS the partnership's analysts run) and is
-read unchanged by later releases. Only polygon layers get cartographic styles; the builders emit
-fill symbols. The cartography:
+read unchanged by later releases. Polygon layers get cartographic styles (fill symbols), and
+so does ``micro_hotspots`` when its micro-places are street segments (line symbols). The
+cartography:
 
 * ``lsoa_index``: graduated by ``decile``, 10 classes from dark red (decile 1, highest priority)
   to pale;
@@ -15,7 +16,9 @@ fill symbols. The cartography:
   confidence) through pale yellow (not significant) to blue (cold spot, 99 % confidence). A layer
   holding several indicators gets one group of classes per indicator, only one switched on;
 * ``priority_neighbourhoods``: thick dark outlines with a white halo, no fill, labelled by name;
-* ``micro_hotspots``: graduated by harm (quantile classes of the data), pink to dark purple;
+* ``micro_hotspots``: graduated by harm (quantile classes of the data), pink to dark purple:
+  filled squares for grid cells; for street segments, lines over a white casing that also grow
+  wider with harm;
 * ``control_areas``: dashed blue outlines; ``lsoa_boundaries``: thin grey outlines;
   ``ward_boundaries`` and other polygon layers: dark grey outlines;
 * attribute tables (no geometry): no symbology, only field aliases and a display expression.
@@ -38,6 +41,7 @@ __all__ = [
     "DECILE_COLORS",
     "GI_BIN_CLASSES",
     "HARM_COLORS",
+    "HARM_LINE_WIDTHS",
     "NEIGHBOURHOOD_COLOR",
     "QGIS_VERSION",
     "attribute_table_qml",
@@ -45,6 +49,7 @@ __all__ = [
     "decile_qml",
     "default_styles",
     "gi_bins_qml",
+    "graduated_line_qml",
     "graduated_qml",
     "lsoa_boundaries_qml",
     "micro_hotspots_qml",
@@ -60,7 +65,9 @@ QGIS_VERSION = "3.22.16-Białowieża"
 
 _DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
 _UNIT_SCALE = "3x:0,0,0,0,0,0"
-_POLYGON = 2  # QgsWkbTypes.PolygonGeometry, checked by QGIS against the layer's geometry type
+# QgsWkbTypes geometry types, checked by QGIS against the layer's geometry type on loading.
+_LINE = 1
+_POLYGON = 2
 
 Color = tuple[int, int, int] | tuple[int, int, int, int]
 
@@ -117,6 +124,9 @@ _NO_DATA_COLOR = (204, 204, 204)
 HARM_COLORS: tuple[tuple[int, int, int], ...] = tuple(
     _hex(c) for c in ("#feebe2", "#fbb4b9", "#f768a1", "#c51b8a", "#7a0177")
 )
+
+#: Line widths (mm) of the harm classes of street-segment micro-places, thinnest first.
+HARM_LINE_WIDTHS: tuple[float, ...] = (0.8, 1.2, 1.7, 2.3, 3.0)
 
 #: Outline colour of priority neighbourhoods (near black, drawn over a white halo).
 NEIGHBOURHOOD_COLOR: tuple[int, int, int] = (20, 20, 20)
@@ -180,20 +190,66 @@ def _fill_layer(
     }
 
 
-def _symbol(parent: ET.Element, name: str, layers: Sequence[Mapping[str, str]]) -> ET.Element:
-    """A fill symbol made of ``SimpleFill`` layers (first = bottom)."""
+def _line_layer(*, color: Color, width_mm: float) -> dict[str, str]:
+    """Properties of one QGIS ``SimpleLine`` symbol layer (solid, round caps and joins)."""
+    return {
+        "align_dash_pattern": "0",
+        "capstyle": "round",
+        "customdash": "5;2",
+        "customdash_map_unit_scale": _UNIT_SCALE,
+        "customdash_unit": "MM",
+        "dash_pattern_offset": "0",
+        "dash_pattern_offset_map_unit_scale": _UNIT_SCALE,
+        "dash_pattern_offset_unit": "MM",
+        "draw_inside_polygon": "0",
+        "joinstyle": "round",
+        "line_color": _rgba(color),
+        "line_style": "solid",
+        "line_width": _number(width_mm),
+        "line_width_unit": "MM",
+        "offset": "0",
+        "offset_map_unit_scale": _UNIT_SCALE,
+        "offset_unit": "MM",
+        "ring_filter": "0",
+        "tweak_dash_pattern_on_corners": "0",
+        "use_custom_dash": "0",
+        "width_map_unit_scale": _UNIT_SCALE,
+    }
+
+
+_SYMBOL_LAYER_CLASS = {"fill": "SimpleFill", "line": "SimpleLine"}
+
+
+def _symbol(
+    parent: ET.Element,
+    name: str,
+    layers: Sequence[Mapping[str, str]],
+    *,
+    kind: str = "fill",
+    locked: Sequence[bool] | None = None,
+) -> ET.Element:
+    """A ``fill`` symbol of ``SimpleFill`` layers or a ``line`` symbol of ``SimpleLine`` layers
+    (first = bottom). A locked layer keeps its colour when the symbol's colour is changed (and
+    QGIS reports the symbol's colour from its first unlocked layer): right for a casing."""
     sym = ET.SubElement(
         parent,
         "symbol",
         name=name,
-        type="fill",
+        type=kind,
         alpha="1",
         clip_to_extent="1",
         force_rhr="0",
     )
     _empty_properties(sym)
-    for props in layers:
-        lyr = ET.SubElement(sym, "layer", {"class": "SimpleFill"}, enabled="1", locked="0")
+    flags = list(locked) if locked is not None else [False] * len(layers)
+    for props, lock in zip(layers, flags, strict=True):
+        lyr = ET.SubElement(
+            sym,
+            "layer",
+            {"class": _SYMBOL_LAYER_CLASS[kind]},
+            enabled="1",
+            locked="1" if lock else "0",
+        )
         lyr.set("pass", "0")
         opts = ET.SubElement(lyr, "Option", type="Map")
         for key, value in props.items():
@@ -379,6 +435,61 @@ def _labeling(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_classes(
+    breaks: Sequence[float], n_per_class: Mapping[str, Sequence[object]]
+) -> list[float]:
+    n = len(breaks) - 1
+    if n < 1:
+        raise ValueError("a graduated style needs at least two class limits")
+    if any(len(v) != n for v in n_per_class.values()):
+        got = ", ".join(f"{len(v)} {k}" for k, v in n_per_class.items())
+        raise ValueError(f"{n} classes need {n} of each of {', '.join(n_per_class)}, got {got}")
+    limits = [float(b) for b in breaks]
+    if any(b > a for a, b in zip(limits[1:], limits[:-1], strict=True)):
+        raise ValueError(f"class limits must be ascending, got {limits}")
+    return limits
+
+
+def _graduated(
+    *,
+    field: str,
+    limits: Sequence[float],
+    labels: Sequence[str],
+    symbols: Sequence[Sequence[Mapping[str, str]]],
+    kind: str,
+    locked: Sequence[bool] | None,
+    geometry_type: int,
+    display_expression: str | None,
+) -> str:
+    """A ``graduatedSymbol`` renderer: class ``i`` from ``limits[i]`` to ``limits[i + 1]``."""
+    root = _root(labels=False)
+    rend = _renderer(root, "graduatedSymbol", attr=field, graduatedMethod="GraduatedColor")
+    ranges = ET.SubElement(rend, "ranges")
+    for i in range(len(limits) - 1):
+        ET.SubElement(
+            ranges,
+            "range",
+            lower=_number(limits[i]),
+            upper=_number(limits[i + 1]),
+            label=str(labels[i]),
+            symbol=str(i),
+            render="true",
+        )
+    parent = ET.SubElement(rend, "symbols")
+    for i, layers in enumerate(symbols):
+        _symbol(parent, str(i), layers, kind=kind, locked=locked)
+    method = ET.SubElement(rend, "classificationMethod", id="Custom")
+    ET.SubElement(method, "symmetricMode", enabled="0", symmetrypoint="0", astride="0")
+    ET.SubElement(
+        method, "labelFormat", format="%1 - %2", labelprecision="4", trimtrailingzeroes="1"
+    )
+    ET.SubElement(ET.SubElement(method, "parameters"), "Option")
+    ET.SubElement(method, "extraInformation")
+    ET.SubElement(rend, "rotation")
+    ET.SubElement(rend, "sizescale")
+    return _finish(root, geometry_type=geometry_type, display_expression=display_expression)
+
+
 def graduated_qml(
     *,
     field: str,
@@ -414,45 +525,80 @@ def graduated_qml(
     str
         QML text of a ``graduatedSymbol`` renderer.
     """
-    n = len(breaks) - 1
-    if n < 1:
-        raise ValueError("graduated_qml needs at least two class limits")
-    if len(colors) != n or len(labels) != n:
-        raise ValueError(
-            f"{n} classes need {n} colours and {n} labels, "
-            f"got {len(colors)} colours and {len(labels)} labels"
-        )
-    limits = [float(b) for b in breaks]
-    if any(b > a for a, b in zip(limits[1:], limits[:-1], strict=True)):
-        raise ValueError(f"class limits must be ascending, got {limits}")
-    root = _root(labels=False)
-    rend = _renderer(root, "graduatedSymbol", attr=field, graduatedMethod="GraduatedColor")
-    ranges = ET.SubElement(rend, "ranges")
-    for i in range(n):
-        ET.SubElement(
-            ranges,
-            "range",
-            lower=_number(limits[i]),
-            upper=_number(limits[i + 1]),
-            label=str(labels[i]),
-            symbol=str(i),
-            render="true",
-        )
-    symbols = ET.SubElement(rend, "symbols")
-    for i, color in enumerate(colors):
-        _symbol(
-            symbols, str(i), [_fill_layer(fill=color, outline=outline, width_mm=outline_width_mm)]
-        )
-    method = ET.SubElement(rend, "classificationMethod", id="Custom")
-    ET.SubElement(method, "symmetricMode", enabled="0", symmetrypoint="0", astride="0")
-    ET.SubElement(
-        method, "labelFormat", format="%1 - %2", labelprecision="4", trimtrailingzeroes="1"
+    limits = _check_classes(breaks, {"colours": colors, "labels": labels})
+    return _graduated(
+        field=field,
+        limits=limits,
+        labels=labels,
+        symbols=[
+            [_fill_layer(fill=color, outline=outline, width_mm=outline_width_mm)]
+            for color in colors
+        ],
+        kind="fill",
+        locked=None,
+        geometry_type=_POLYGON,
+        display_expression=display_expression,
     )
-    ET.SubElement(ET.SubElement(method, "parameters"), "Option")
-    ET.SubElement(method, "extraInformation")
-    ET.SubElement(rend, "rotation")
-    ET.SubElement(rend, "sizescale")
-    return _finish(root, display_expression=display_expression)
+
+
+def graduated_line_qml(
+    *,
+    field: str,
+    breaks: Sequence[float],
+    colors: Sequence[Color],
+    widths_mm: Sequence[float],
+    labels: Sequence[str],
+    casing: Color | None = (255, 255, 255, 230),
+    casing_extra_mm: float = 0.8,
+    display_expression: str | None = None,
+) -> str:
+    """Graduated lines: class ``i`` (``breaks[i]`` to ``breaks[i + 1]``) drawn in ``colors[i]``
+    at ``widths_mm[i]``, for a line layer.
+
+    Parameters
+    ----------
+    field : str
+        Numeric field classified.
+    breaks : sequence of float
+        ``n + 1`` ascending class limits for ``n`` classes (as :func:`graduated_qml`).
+    colors : sequence of colour tuples
+        ``n`` line colours.
+    widths_mm : sequence of float
+        ``n`` line widths in millimetres.
+    labels : sequence of str
+        ``n`` legend labels.
+    casing : colour tuple or None, optional
+        Colour of a wider line drawn underneath each class (locked, so it keeps its colour), so
+        the line reads over any fill or basemap; ``None``: no casing.
+    casing_extra_mm : float, optional
+        How much wider than the class line the casing is, in millimetres.
+    display_expression : str, optional
+        QGIS expression naming a feature in identify results and tooltips.
+
+    Returns
+    -------
+    str
+        QML text of a ``graduatedSymbol`` renderer with ``line`` symbols.
+    """
+    limits = _check_classes(breaks, {"colours": colors, "widths": widths_mm, "labels": labels})
+    if any(not (math.isfinite(float(w)) and float(w) > 0) for w in widths_mm):
+        raise ValueError(f"line widths must be positive, got {list(widths_mm)}")
+    symbols = []
+    for color, width in zip(colors, widths_mm, strict=True):
+        layers = [_line_layer(color=color, width_mm=float(width))]
+        if casing is not None:
+            layers.insert(0, _line_layer(color=casing, width_mm=float(width) + casing_extra_mm))
+        symbols.append(layers)
+    return _graduated(
+        field=field,
+        limits=limits,
+        labels=labels,
+        symbols=symbols,
+        kind="line",
+        locked=[True, False] if casing is not None else None,
+        geometry_type=_LINE,
+        display_expression=display_expression,
+    )
 
 
 def outline_qml(
@@ -784,13 +930,21 @@ def _format_limit(value: float, span: float) -> str:
     return f"{value:.3g}"
 
 
+def _spread(n: int, size: int) -> list[int]:
+    """``n`` indices spread over ``0 .. size - 1``, the last always ``size - 1``."""
+    if n == 1:
+        return [size - 1]
+    return [int(i) for i in np.round(np.linspace(0, size - 1, n)).astype(int)]
+
+
 def micro_hotspots_qml(
     *,
     breaks: Sequence[float],
     field: str = "harm",
+    geometry: str = "polygon",
     display_expression: str | None = None,
 ) -> str:
-    """Micro-hotspot cells graduated by harm, pale pink to dark purple.
+    """Micro-places graduated by harm, pale pink to dark purple.
 
     Parameters
     ----------
@@ -798,6 +952,10 @@ def micro_hotspots_qml(
         Ascending class limits (2 to 6 of them), e.g. from :func:`quantile_breaks`.
     field : str, optional
         Numeric field classified (``harm``, or ``harm_share``).
+    geometry : {"polygon", "line"}, optional
+        ``"polygon"``: filled grid cells. ``"line"``: street segments, drawn over a white casing
+        in the darker four colours of the ramp (the palest would vanish on a light map) and
+        wider as harm grows (:data:`HARM_LINE_WIDTHS`, 0.8 to 3 mm).
     display_expression : str, optional
         QGIS expression naming a feature in identify results and tooltips.
 
@@ -806,21 +964,31 @@ def micro_hotspots_qml(
     str
         QML text of a ``graduatedSymbol`` renderer.
     """
+    if geometry not in ("polygon", "line"):
+        raise ValueError(f"geometry must be 'polygon' or 'line', got {geometry!r}")
     n = len(breaks) - 1
     if not 1 <= n <= len(HARM_COLORS):
         raise ValueError(f"micro_hotspots_qml takes 2 to {len(HARM_COLORS) + 1} class limits")
-    # Spread the classes over the whole ramp, so the top class is always the darkest.
-    idx = np.round(np.linspace(0, len(HARM_COLORS) - 1, n)).astype(int) if n > 1 else [4]
-    colors = [HARM_COLORS[i] for i in idx]
     span = float(breaks[-1]) - float(breaks[0])
     labels = [
         f"{_format_limit(float(lo), span)} - {_format_limit(float(hi), span)}"
         for lo, hi in zip(breaks[:-1], breaks[1:], strict=True)
     ]
+    if geometry == "line":
+        # Spread the classes over the ramp, so the top class is always the darkest and widest.
+        ramp = HARM_COLORS[1:]
+        return graduated_line_qml(
+            field=field,
+            breaks=breaks,
+            colors=[ramp[i] for i in _spread(n, len(ramp))],
+            widths_mm=[HARM_LINE_WIDTHS[i] for i in _spread(n, len(HARM_LINE_WIDTHS))],
+            labels=labels,
+            display_expression=display_expression,
+        )
     return graduated_qml(
         field=field,
         breaks=breaks,
-        colors=colors,
+        colors=[HARM_COLORS[i] for i in _spread(n, len(HARM_COLORS))],
         labels=labels,
         outline=(122, 1, 119, 180),
         outline_width_mm=0.15,
@@ -897,6 +1065,13 @@ def _is_polygonal(frame: pd.DataFrame) -> bool:
     return len(kinds) > 0 and bool(kinds.isin(["Polygon", "MultiPolygon"]).all())
 
 
+def _is_linear(frame: pd.DataFrame) -> bool:
+    if not _is_spatial(frame):
+        return False
+    kinds = frame.geometry.geom_type.dropna()
+    return len(kinds) > 0 and bool(kinds.isin(["LineString", "MultiLineString"]).all())
+
+
 def _first_present(frame: pd.DataFrame, *fields: str) -> str | None:
     return next((f for f in fields if f in frame.columns), None)
 
@@ -909,7 +1084,8 @@ def default_styles(layers: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     ``lsoa_boundaries``, ``ward_boundaries`` (dark grey outlines labelled by ward name). Any
     other polygon layer gets thin dark-grey outlines (rather than QGIS's random opaque fill,
     which would hide the layers under it); any other table without geometry gets
-    :func:`attribute_table_qml`; point and line layers get no style.
+    :func:`attribute_table_qml`. ``micro_hotspots`` made of lines (street segments) gets the
+    line form of :func:`micro_hotspots_qml`; other point and line layers get no style.
 
     Parameters
     ----------
@@ -927,6 +1103,12 @@ def default_styles(layers: Mapping[str, pd.DataFrame]) -> dict[str, str]:
         cols = frame.columns
         if not _is_spatial(frame):
             styles[name] = attribute_table_qml()
+        elif name == "micro_hotspots" and "harm" in cols and _is_linear(frame):
+            styles[name] = micro_hotspots_qml(
+                breaks=quantile_breaks(frame["harm"].to_numpy(dtype=float, na_value=np.nan)),
+                geometry="line",
+                display_expression=_expression_or_none(frame, "cell_id", "street"),
+            )
         elif not _is_polygonal(frame):
             continue
         elif name == "lsoa_index" and "decile" in cols:
