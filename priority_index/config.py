@@ -199,6 +199,9 @@ class Selection(_Strict):
     # borough's scores (0.8: the top 20%)
     threshold_quantile: float = Field(default=0.8, gt=0, lt=1)
     separate: bool = True  # neighbourhoods may not touch each other (distinct working groups)
+    # a neighbourhood that cannot reach min_lsoas with LSOAs above the threshold: "borrow" its
+    # best neighbours below it (listed as borrowed) or "drop" it and try the next seed
+    pad: Literal["borrow", "drop"] = "borrow"
 
     @model_validator(mode="after")
     def _bounds(self) -> Selection:
@@ -210,6 +213,9 @@ class Selection(_Strict):
 class Trial(_Strict):
     units: Literal["micro_places", "neighbourhoods"] = "micro_places"
     block_size: int = Field(default=2, ge=2)  # units per randomisation block
+    block_within_neighbourhood: bool = True  # blocks never mix two neighbourhoods (micro-places)
+    min_harm: float | None = Field(default=None, ge=0)  # units below this harm are excluded
+    buffer_m: float | None = Field(default=None, ge=0)  # treatment/control kept > this apart
 
 
 class Maps(_Strict):

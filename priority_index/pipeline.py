@@ -103,6 +103,7 @@ class SelectionResult:
     micro: gpd.GeoDataFrame
     trial: pd.DataFrame
     rule: str
+    roles: pd.DataFrame | None = None
 
 
 @dataclass
@@ -725,9 +726,11 @@ def choose_neighbourhoods(
         max_residents=sel.max_residents,
         threshold_quantile=sel.threshold_quantile,
         separate=sel.separate,
+        pad=sel.pad,
     )
     score = index.result.score
     assignment = selection.select_neighbourhoods(study, score, neighbours=graph, **kw)
+    roles = selection.selection_roles(study, score, neighbours=graph, **kw)
     names = selection.name_neighbourhoods(
         assignment,
         ward_names=inputs.wards,
@@ -746,7 +749,7 @@ def choose_neighbourhoods(
         attrs[f"contrib_{c}"] = index.result.contributions[c]
     labels = {c: indicators.indicator_spec(c).label for c in index.result.contributions.columns}
     summary = selection.summarise_neighbourhoods(
-        assignment, attrs, names=names, driver_labels=labels
+        assignment, attrs, names=names, driver_labels=labels, roles=roles
     )
     polys = selection.dissolve_neighbourhoods(study, assignment)
     stab_lsoa = None
@@ -816,13 +819,20 @@ def choose_neighbourhoods(
             density_quantile=settings.micro.density_quantile,
         )
     if settings.trial.units == "micro_places" and len(micro_places):
-        units = micro_places[["cell_id", "neighbourhood_id", "harm"]].reset_index(drop=True)
+        units = micro_places[["cell_id", "neighbourhood_id", "harm", "geometry"]].reset_index(
+            drop=True
+        )
         trial = selection.allocate_trial(
             units,
             block_by="harm",
             block_size=settings.trial.block_size,
             seed=settings.pipeline.seed,
             unit_col="cell_id",
+            group_by="neighbourhood_id" if settings.trial.block_within_neighbourhood else None,
+            min_value=settings.trial.min_harm,
+            min_column="harm",
+            geometry="geometry",
+            buffer=settings.trial.buffer_m,
         )
     else:
         units = summary.reset_index()[["neighbourhood_id", "total_harm"]]
@@ -832,6 +842,10 @@ def choose_neighbourhoods(
             block_size=settings.trial.block_size,
             seed=settings.pipeline.seed,
             unit_col="neighbourhood_id",
+            min_value=settings.trial.min_harm,
+            min_column="total_harm",
+            geometry=polys.geometry,
+            buffer=settings.trial.buffer_m,
         )
     progress(
         f"selection: {int((summary.index > 0).sum())} neighbourhoods, "
@@ -849,6 +863,7 @@ def choose_neighbourhoods(
         micro=micro_places,
         trial=trial,
         rule=selection.describe_rule(**{k: v for k, v in kw.items() if k != "residents"}),
+        roles=roles,
     )
 
 

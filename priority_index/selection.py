@@ -5,7 +5,8 @@ working groups for *neighbourhoods*, contiguous places residents and officers re
 module turns the per-LSOA index into N (default 9) priority neighbourhoods, each a contiguous
 group of LSOAs (queen contiguity: sharing an edge or a corner), and supports the rest of the
 "target, test, track" cycle: Monte Carlo stability, persistence from the previous period,
-comparison (control) areas and randomised trial allocation.
+comparison (control) areas and randomised trial allocation (blocked within neighbourhoods,
+with a minimum base rate and a contamination buffer if asked).
 
 The selection rule
 ------------------
@@ -17,16 +18,26 @@ The rule, in the plain words printed in reports (:data:`RULE_TEXT`, :func:`descr
    already in one and (by default) does not touch one.
 3. A neighbourhood grows from its seed by repeatedly adding its highest-scoring free queen
    neighbour. It keeps growing while that neighbour is itself at or above the growth threshold,
-   up to the maximum size (default 8 LSOAs, and the maximum residents if set).
+   up to the maximum size (default 8 LSOAs, and the maximum residents if set). At the cap it
+   stops even if more neighbours are above the threshold: those are left out (see 5).
 4. A neighbourhood smaller than the minimum (default 3 LSOAs, and the minimum residents if set)
-   *borrows* its best free neighbours regardless of the threshold until it reaches the minimum.
-   If it cannot (an island, or hemmed in by other neighbourhoods), it is discarded, its LSOAs go
-   back to the pool, and the next seed is tried. An LSOA with no neighbour never crashes the
-   rule: it is simply too small to stand alone unless the minimum is 1.
+   *borrows* its best free neighbours regardless of the threshold until it reaches the minimum
+   (``pad="borrow"``, the default; with ``pad="drop"`` it borrows nothing, and seeds below the
+   threshold are never tried, so every selected LSOA is above the threshold and fewer than N
+   neighbourhoods may be found). If it cannot (an island, or hemmed in by other
+   neighbourhoods), it is discarded, its LSOAs go back to the pool, and the next seed is tried.
+   An LSOA with no neighbour never crashes the rule: it is simply too small to stand alone
+   unless the minimum is 1.
 5. By default neighbourhoods do not touch one another: the LSOAs bordering a finished
    neighbourhood are set aside, so each working group has a distinct patch. They never overlap.
+   Together with the cap, this is why a high-scoring LSOA next to a full neighbourhood is in
+   none: it could not join (full) and cannot start its own (it would touch).
 6. Selection stops once N neighbourhoods are found (fewer only if the map has no room).
    Neighbourhoods are numbered 1..N by their mean index score, highest first.
+
+:func:`selection_roles` explains the result LSOA by LSOA: each member's role (seed, grown, or
+borrowed below the threshold) and, for every LSOA above the threshold left out, the first thing
+that kept it out (neighbourhood full, hemmed in by separation, no room, the N already chosen).
 
 Ties in score are broken by the order of the LSOAs in the input, so the result is deterministic.
 
@@ -50,7 +61,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import geopandas as gpd
@@ -61,6 +72,8 @@ import shapely
 from priority_index.crime_groups import GROUP_LABELS
 
 __all__ = [
+    "EXCLUSION_REASONS",
+    "ROLES",
     "RULE_TEXT",
     "NeighbourGraph",
     "allocate_trial",
@@ -73,6 +86,7 @@ __all__ = [
     "propose_controls",
     "queen_neighbours",
     "select_neighbourhoods",
+    "selection_roles",
     "selection_stability",
     "summarise_neighbourhoods",
 ]
@@ -95,12 +109,18 @@ def describe_rule(
     threshold: float | None = None,
     threshold_quantile: float = 0.8,
     separate: bool = True,
+    pad: Literal["borrow", "drop"] = "borrow",
 ) -> str:
     """Return the selection rule in plain words, with the configured numbers filled in.
 
+    The words say what actually happens, including the three things a board asks about: the
+    cap (a high-scoring LSOA next to a full neighbourhood is left out), borrowing (LSOAs below
+    the threshold included only to reach the minimum size) and separation.
+
     Parameters
     ----------
-    n, min_lsoas, max_lsoas, min_residents, max_residents, threshold, threshold_quantile, separate
+    n, min_lsoas, max_lsoas, min_residents, max_residents, threshold, threshold_quantile, \
+separate, pad
         The keyword arguments given to :func:`select_neighbourhoods`.
 
     Returns
@@ -119,9 +139,24 @@ def describe_rule(
     size_min = f"{min_lsoas} LSOAs"
     if min_residents is not None:
         size_min += f" and {min_residents:,.0f} residents"
+    if pad == "borrow":
+        small = (
+            f"A neighbourhood smaller than {size_min} when its neighbours fall below that score "
+            f"borrows its best neighbours, even below the threshold, until it reaches that size, "
+            f"so a few LSOAs below the threshold can be included (listed as borrowed); one "
+            f"that cannot reach it (for example an LSOA with no neighbours) is dropped and the "
+            f"next-highest LSOA is tried."
+        )
+    else:
+        small = (
+            f"A neighbourhood that cannot reach {size_min} with LSOAs at or above that score is "
+            f"dropped and the next-highest LSOA is tried, so no LSOA below the threshold is "
+            f"included and fewer than {n} neighbourhoods may be found."
+        )
     touch = (
         "Neighbourhoods do not overlap or touch one another, so each working group has a "
-        "distinct patch."
+        "distinct patch. The LSOAs bordering a neighbourhood are set aside: a high-scoring LSOA "
+        "next to a full neighbourhood cannot start one of its own either."
         if separate
         else "Neighbourhoods do not overlap (they may touch)."
     )
@@ -130,10 +165,9 @@ def describe_rule(
         f"(sharing an edge or a corner). Starting from the highest-scoring LSOA not yet used, a "
         f"neighbourhood grows by adding its highest-scoring neighbouring LSOA, for as long as "
         f"that neighbour scores at least {thr} and the neighbourhood has fewer than "
-        f"{size_max}. A neighbourhood smaller than {size_min} takes its best neighbours "
-        f"regardless of score until it reaches that size; one that cannot (for example an "
-        f"LSOA with no neighbours) is dropped and the next-highest LSOA is tried. {touch} "
-        f"Neighbourhoods are numbered by their mean index score, highest first."
+        f"{size_max}; at that cap it stops, even if more neighbours score above the threshold, "
+        f"and those are left out. {small} {touch} Neighbourhoods are numbered by their mean "
+        f"index score, highest first."
     )
 
 
@@ -290,8 +324,15 @@ def _grow(
     min_res: float,
     max_res: float,
     threshold: float,
+    borrow: bool = True,
+    trace: dict[str, list[int]] | None = None,
 ) -> tuple[list[int], float]:
-    """Grow one group from ``seed`` over ``free`` LSOAs (see the module docstring)."""
+    """Grow one group from ``seed`` over ``free`` LSOAs (see the module docstring).
+
+    With ``borrow`` false a group never takes an LSOA below ``threshold``, even to reach the
+    minimum size. A ``trace`` dict (explanations only) receives ``skipped`` (candidates passed
+    over for ``max_res``) and ``waiting`` (free candidates left when the growth stopped).
+    """
     members = [seed]
     res = pop[seed] if pop is not None else 0.0
     stamp[seed] = tag
@@ -303,11 +344,13 @@ def _grow(
     heapq.heapify(heap)
     while heap and len(members) < target:
         neg, j = heap[0]
-        if len(members) >= min_lsoas and res >= min_res and -neg < threshold:
+        if -neg < threshold and (not borrow or (len(members) >= min_lsoas and res >= min_res)):
             break  # best free neighbour is below the threshold: so are all the others
         heapq.heappop(heap)
         if pop is not None:
             if res + pop[j] > max_res:
+                if trace is not None:
+                    trace["skipped"].append(j)
                 continue  # too many residents: skip it for this neighbourhood
             res += pop[j]
         members.append(j)
@@ -315,7 +358,32 @@ def _grow(
             if free[k] and stamp[k] != tag:
                 stamp[k] = tag
                 heapq.heappush(heap, (-s[k], k))
+    if trace is not None:
+        trace["waiting"] = [j for _, j in sorted(heap)]
     return members, res
+
+
+@dataclass
+class _Attempt:
+    """One seed tried by the selection rule (recorded only when explaining)."""
+
+    seed: int
+    members: list[int]
+    kept: bool
+    waiting: list[int]
+    skipped: list[int]
+    too_big: bool = False  # the seed alone is over max_residents
+    set_aside: list[int] = field(default_factory=list)  # bordering LSOAs taken out of the pool
+    hemmed: bool = False  # discarded, but would have reached the minimum without separation
+
+
+@dataclass
+class _Trace:
+    """What the selection rule did, step by step (see :func:`selection_roles`)."""
+
+    threshold: float = np.nan
+    attempts: list[_Attempt] = field(default_factory=list)
+    n_reached: bool = False  # the loop stopped because n neighbourhoods were found
 
 
 def _select_positions(
@@ -331,8 +399,13 @@ def _select_positions(
     threshold: float | None,
     threshold_quantile: float,
     separate: bool,
+    pad: Literal["borrow", "drop"] = "borrow",
+    trace: _Trace | None = None,
 ) -> np.ndarray:
-    """Core selection on positions; returns int labels (0 = not selected, 1..N by mean score)."""
+    """Core selection on positions; returns int labels (0 = not selected, 1..N by mean score).
+
+    ``trace`` (explanations only) records every seed tried; it does not change the result.
+    """
     scores = np.asarray(scores, dtype=float)
     size = scores.shape[0]
     labels = np.zeros(size, dtype=np.int64)
@@ -345,19 +418,28 @@ def _select_positions(
     pop = None if residents is None else np.asarray(residents, dtype=float).tolist()
     min_res = -np.inf if min_residents is None else float(min_residents)
     max_res = np.inf if max_residents is None else float(max_residents)
+    borrow = pad == "borrow"
     free = valid.tolist()
     stamp = [0] * size
     adjacency = graph.adjacency
     groups: list[list[int]] = []
     tag = 0
+    if trace is not None:
+        trace.threshold = thr
+        taken = [False] * size  # members of kept groups (the pool without separation)
     for seed in order.tolist():
         if len(groups) >= n:
             break
+        if not borrow and s[seed] < thr:
+            break  # pad="drop": seeds below the threshold never start a neighbourhood
         if not free[seed]:
             continue
         if pop is not None and pop[seed] > max_res:
+            if trace is not None:
+                trace.attempts.append(_Attempt(seed, [seed], False, [], [], too_big=True))
             continue
         tag += 1
+        log = None if trace is None else {"skipped": [], "waiting": []}
         members, res = _grow(
             seed,
             adjacency,
@@ -371,16 +453,48 @@ def _select_positions(
             min_res=min_res,
             max_res=max_res,
             threshold=thr,
+            borrow=borrow,
+            trace=log,
         )
-        if len(members) < min_lsoas or res < min_res:
+        kept = len(members) >= min_lsoas and res >= min_res
+        if trace is not None:
+            attempt = _Attempt(seed, members, kept, log["waiting"], log["skipped"])
+            trace.attempts.append(attempt)
+            if not kept and separate:
+                # would it have reached the minimum if the LSOAs set aside were available?
+                pool = [v and not t for v, t in zip(valid.tolist(), taken, strict=True)]
+                alt, alt_res = _grow(
+                    seed,
+                    adjacency,
+                    pool,
+                    s,
+                    pop,
+                    stamp=[0] * size,
+                    tag=1,
+                    target=max_lsoas,
+                    min_lsoas=min_lsoas,
+                    min_res=min_res,
+                    max_res=max_res,
+                    threshold=thr,
+                    borrow=borrow,
+                )
+                attempt.hemmed = len(alt) >= min_lsoas and alt_res >= min_res
+        if not kept:
             continue  # discarded: its LSOAs stay free, the next seed is tried
         groups.append(members)
         for i in members:
             free[i] = False
+        if trace is not None:
+            for i in members:
+                taken[i] = True
         if separate:
             for i in members:
                 for j in adjacency[i]:
+                    if trace is not None and free[j]:
+                        attempt.set_aside.append(j)
                     free[j] = False
+    if trace is not None:
+        trace.n_reached = len(groups) >= n
     means = [sum(s[i] for i in g) / len(g) for g in groups]
     ranked = sorted(range(len(groups)), key=lambda k: (-means[k], k))
     for new_id, k in enumerate(ranked, start=1):
@@ -389,8 +503,17 @@ def _select_positions(
 
 
 def _check_selection_args(
-    n: int, min_lsoas: int, max_lsoas: int, threshold_quantile: float, residents, mn, mx
+    n: int,
+    min_lsoas: int,
+    max_lsoas: int,
+    threshold_quantile: float,
+    residents,
+    mn,
+    mx,
+    pad: str = "borrow",
 ) -> None:
+    if pad not in ("borrow", "drop"):
+        raise ValueError(f"pad must be 'borrow' or 'drop', not {pad!r}")
     if n < 1:
         raise ValueError("n must be at least 1")
     if not 1 <= min_lsoas <= max_lsoas:
@@ -427,6 +550,7 @@ def select_neighbourhoods(
     threshold: float | None = None,
     threshold_quantile: float = 0.8,
     separate: bool = True,
+    pad: Literal["borrow", "drop"] = "borrow",
 ) -> pd.Series:
     """Select up to ``n`` contiguous priority neighbourhoods grown from the highest scores.
 
@@ -457,6 +581,13 @@ def select_neighbourhoods(
         Growth threshold as a quantile of the (non-missing) scores.
     separate
         If true (default) neighbourhoods may not touch each other, not just not overlap.
+    pad
+        What a neighbourhood that cannot reach the minimum size with LSOAs at or above the
+        threshold does: ``"borrow"`` (default) takes its best neighbours below the threshold
+        until it reaches the minimum; ``"drop"`` discards it instead (its LSOAs go back to the
+        pool and the next seed is tried; seeds below the threshold are never tried), so every
+        selected LSOA is at or above the threshold and fewer than ``n`` neighbourhoods may be
+        found. :func:`selection_roles` says which LSOAs were borrowed.
 
     Returns
     -------
@@ -465,7 +596,7 @@ def select_neighbourhoods(
         selected), indexed like ``lsoas``.
     """
     _check_selection_args(
-        n, min_lsoas, max_lsoas, threshold_quantile, residents, min_residents, max_residents
+        n, min_lsoas, max_lsoas, threshold_quantile, residents, min_residents, max_residents, pad
     )
     graph = _graph_for(lsoas, neighbours)
     scores = pd.to_numeric(score.reindex(lsoas.index), errors="coerce").to_numpy(dtype=float)
@@ -481,8 +612,300 @@ def select_neighbourhoods(
         threshold=threshold,
         threshold_quantile=threshold_quantile,
         separate=separate,
+        pad=pad,
     )
     return pd.Series(labels, index=lsoas.index, name=ID_NAME)
+
+
+#: Values of ``role`` in :func:`selection_roles` ("" = not in a neighbourhood).
+ROLES: tuple[str, ...] = ("seed", "grown", "borrowed", "")
+
+#: Values of ``excluded_because`` in :func:`selection_roles`, for LSOAs at or above the growth
+#: threshold that are in no neighbourhood; ``{n}`` is the number of neighbourhoods in words
+#: ("the nine were already chosen"; "the one was already chosen" when n is 1).
+EXCLUSION_REASONS: dict[str, str] = {
+    "full": "neighbourhood full (max_lsoas)",
+    "full_residents": "neighbourhood full (max_residents)",
+    "too_big": "too many residents on its own (max_residents)",
+    "hemmed": "hemmed in by neighbourhoods (separation)",
+    "touches": "touches a neighbourhood (separation)",
+    "no_room": "no room: could not reach the minimum size",
+    "chosen": "the {n} were already chosen",
+}
+
+_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+def _in_words(n: int) -> str:
+    return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in sorted(set(ids)))
+
+
+def selection_roles(
+    lsoas: gpd.GeoDataFrame | pd.DataFrame,
+    score: pd.Series,
+    *,
+    n: int = 9,
+    min_lsoas: int = 3,
+    max_lsoas: int = 8,
+    residents: pd.Series | None = None,
+    min_residents: float | None = None,
+    max_residents: float | None = None,
+    neighbours: Mapping[str, Sequence[str]] | NeighbourGraph | None = None,
+    threshold: float | None = None,
+    threshold_quantile: float = 0.8,
+    separate: bool = True,
+    pad: Literal["borrow", "drop"] = "borrow",
+) -> pd.DataFrame:
+    """Why each LSOA is, or is not, in a priority neighbourhood: the selection explained.
+
+    Re-runs the rule of :func:`select_neighbourhoods` with the same arguments, recording every
+    step (the neighbourhoods are identical; :func:`select_neighbourhoods` itself records
+    nothing and stays fast for Monte Carlo draws). Use it to answer a board's "why this LSOA
+    and not that one?".
+
+    ``role`` of an LSOA in a neighbourhood:
+
+    - ``"seed"``: the neighbourhood grew from it (the highest-scoring LSOA still available);
+    - ``"grown"``: joined at or above the growth threshold;
+    - ``"borrowed"``: joined *below* the threshold, only to bring the neighbourhood up to the
+      minimum size (``pad="borrow"``). A seed can itself be below the threshold (when no LSOA
+      at or above it could start another neighbourhood): ``at_or_above_threshold`` says so.
+
+    ``excluded_because``, for an LSOA at or above the threshold that is in no neighbourhood,
+    gives the *first* thing that kept it out (:data:`EXCLUSION_REASONS`); ``detail`` tells the
+    whole story in a sentence:
+
+    - ``"neighbourhood full (max_lsoas)"``: it was waiting to join the neighbourhood in
+      ``blocked_by`` when that reached the maximum number of LSOAs (a larger maximum would have
+      taken it). With ``separate`` it then borders that neighbourhood, so it cannot start one
+      of its own either: an LSOA at or above the threshold next to a neighbourhood is always
+      in this case, as growth takes every such neighbour until the cap.
+    - ``"neighbourhood full (max_residents)"``: adding it would have taken that neighbourhood
+      over the maximum residents.
+    - ``"too many residents on its own (max_residents)"``.
+    - ``"hemmed in by neighbourhoods (separation)"``: tried as a seed, it could not reach the
+      minimum size because its neighbours border the neighbourhoods in ``blocked_by`` and were
+      set aside; it would have reached it were neighbourhoods allowed to touch.
+    - ``"no room: could not reach the minimum size"``: tried as a seed, too few available
+      neighbours even ignoring separation (an island, a small pocket between neighbourhoods or
+      missing scores; with ``pad="drop"``, too few neighbours at or above the threshold).
+    - ``"the nine were already chosen"`` (the number in words): its turn as a seed never came.
+    - ``"touches a neighbourhood (separation)"``: set aside as bordering a neighbourhood it was
+      never waiting to join; the rule as written cannot produce it (see the first case), it is
+      kept so that no LSOA is ever left unexplained.
+
+    Parameters
+    ----------
+    lsoas, score, n, min_lsoas, max_lsoas, residents, min_residents, max_residents, \
+neighbours, threshold, threshold_quantile, separate, pad
+        As for :func:`select_neighbourhoods`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``lsoas``; columns ``neighbourhood_id`` (as :func:`select_neighbourhoods`),
+        ``score``, ``at_or_above_threshold`` (bool), ``role``, ``join_order`` (1 = the seed, 2 =
+        the next to join...; 0 outside), ``excluded_because`` ("" unless at or above the
+        threshold and not selected), ``blocked_by`` (ids of the neighbourhoods involved, "1" or
+        "2, 5"; "" if none), ``borders`` (ids of the other neighbourhoods it touches) and
+        ``detail`` (a sentence). ``attrs["threshold"]`` holds the growth threshold used.
+    """
+    _check_selection_args(
+        n, min_lsoas, max_lsoas, threshold_quantile, residents, min_residents, max_residents, pad
+    )
+    graph = _graph_for(lsoas, neighbours)
+    index = lsoas.index
+    scores = pd.to_numeric(score.reindex(index), errors="coerce").to_numpy(dtype=float)
+    trace = _Trace()
+    labels = _select_positions(
+        graph,
+        scores,
+        _residents_array(residents, index),
+        n=n,
+        min_lsoas=min_lsoas,
+        max_lsoas=max_lsoas,
+        min_residents=min_residents,
+        max_residents=max_residents,
+        threshold=threshold,
+        threshold_quantile=threshold_quantile,
+        separate=separate,
+        pad=pad,
+        trace=trace,
+    )
+    thr = trace.threshold
+    size = len(index)
+    adjacency = graph.adjacency
+    above = ~np.isnan(scores) & (scores >= thr)
+    role = [""] * size
+    join = [0] * size
+    # chronological events of each LSOA: (kind, neighbourhood ids)
+    events: dict[int, list[tuple[str, list[int]]]] = {}
+    set_aside_by: dict[int, int] = {}
+    for att in trace.attempts:
+        if att.kept:
+            k = int(labels[att.seed])
+            for o, i in enumerate(att.members, start=1):
+                join[i] = o
+                role[i] = "seed" if o == 1 else ("grown" if above[i] else "borrowed")
+            for j in att.waiting:
+                if above[j]:
+                    events.setdefault(j, []).append(("full", [k]))
+            for j in att.skipped:
+                if above[j]:
+                    events.setdefault(j, []).append(("full_residents", [k]))
+            for j in att.set_aside:
+                set_aside_by.setdefault(j, k)
+                if above[j]:
+                    events.setdefault(j, []).append(("touches", [k]))
+        else:
+            kind = "too_big" if att.too_big else ("hemmed" if att.hemmed else "no_room")
+            if kind == "no_room" and att.skipped:
+                kind = "no_room_residents"
+            ids = (
+                [set_aside_by[j] for j in adjacency[att.seed] if j in set_aside_by]
+                if kind == "hemmed"
+                else []
+            )
+            events.setdefault(att.seed, []).append((kind, ids))
+
+    size_text = f"{min_lsoas} LSOA{'s' if min_lsoas != 1 else ''}"
+    if min_residents is not None:
+        size_text += f" and {min_residents:,.0f} residents"
+    chosen = (
+        EXCLUSION_REASONS["chosen"].format(n=_in_words(n))
+        if n != 1
+        else "the one was already chosen"
+    )
+    reasons = [""] * size
+    blocked = [""] * size
+    details = [""] * size
+    for i in range(size):
+        k = int(labels[i])
+        if k > 0:
+            if role[i] == "seed":
+                details[i] = f"Seed of neighbourhood {k}: the highest-scoring LSOA still available."
+                if not above[i]:
+                    details[i] += (
+                        " It is below the threshold: no LSOA at or above it could start another"
+                        " neighbourhood."
+                    )
+            elif role[i] == "grown":
+                details[i] = f"Joined neighbourhood {k} at or above the threshold."
+            else:
+                details[i] = (
+                    f"Borrowed: joined neighbourhood {k} below the threshold, only to bring it up "
+                    f"to the minimum of {size_text}."
+                )
+            continue
+        if not above[i]:
+            continue
+        evs = events.get(i, [])
+        kind, ids = evs[0] if evs else ("chosen" if trace.n_reached else "no_room", [])
+        category = "no_room" if kind == "no_room_residents" else kind
+        reasons[i] = chosen if kind == "chosen" else EXCLUSION_REASONS[category]
+        blocked[i] = _ids_text(ids)
+        details[i] = _exclusion_detail(
+            kind,
+            ids,
+            evs[1:],
+            n_reached=trace.n_reached,
+            n=n,
+            separate=separate,
+            max_lsoas=max_lsoas,
+            max_residents=max_residents,
+            size_text=size_text,
+            isolated=not adjacency[i],
+            drop=pad == "drop",
+        )
+    borders = [
+        _ids_text([int(labels[j]) for j in adjacency[i] if 0 < labels[j] != labels[i]])
+        for i in range(size)
+    ]
+    out = pd.DataFrame(
+        {
+            ID_NAME: labels,
+            "score": scores,
+            "at_or_above_threshold": above,
+            "role": role,
+            "join_order": np.asarray(join, dtype=np.int64),
+            "excluded_because": reasons,
+            "blocked_by": blocked,
+            "borders": borders,
+            "detail": details,
+        },
+        index=index,
+    )
+    out.attrs["threshold"] = thr
+    return out
+
+
+def _exclusion_detail(
+    kind: str,
+    ids: list[int],
+    later: list[tuple[str, list[int]]],
+    *,
+    n_reached: bool,
+    n: int,
+    separate: bool,
+    max_lsoas: int,
+    max_residents: float | None,
+    size_text: str,
+    isolated: bool,
+    drop: bool,
+) -> str:
+    """The sentence of :func:`selection_roles` for an excluded LSOA at or above the threshold."""
+    which = " and ".join(f"neighbourhood {k}" for k in sorted(set(ids)))
+    cap_res = "" if max_residents is None else f"{max_residents:,.0f} residents"
+    no_seed = {
+        "hemmed": "it could not form a neighbourhood of its own: its neighbours border other "
+        "neighbourhoods",
+        "no_room": "it could not form a neighbourhood of its own: too few available neighbours",
+        "too_big": "it has too many residents to start a neighbourhood of its own",
+    }
+    if kind in ("full", "full_residents"):
+        text = (
+            f"At or above the threshold and waiting to join {which}, which had reached the "
+            f"maximum of {max_lsoas} LSOAs"
+            if kind == "full"
+            else f"At or above the threshold, but adding it would take {which} over {cap_res}"
+        )
+        if separate:
+            return text + f"; as it borders {which} it cannot start a neighbourhood of its own."
+        nxt = next((e for e in later if e[0] in no_seed), None)
+        if nxt is not None:
+            return text + f"; {no_seed[nxt[0]]}."
+        if n_reached:
+            what = f"{_in_words(n)} were" if n != 1 else "one was"
+            return text + f"; the {what} chosen before its turn as a seed."
+        return text + "."
+    if kind == "hemmed":
+        return (
+            f"Tried as a seed, it could not reach the minimum of {size_text}: its neighbours "
+            f"border {which} and are set aside, since neighbourhoods may not touch."
+        )
+    if kind == "no_room_residents":
+        return (
+            f"Tried as a seed, but could not reach the minimum of {size_text} without going "
+            f"over {cap_res}."
+        )
+    if kind == "no_room":
+        if isolated:
+            return f"Tried as a seed, but it has no neighbours to reach the minimum of {size_text}."
+        avail = "at or above the threshold " if drop else ""
+        return (
+            f"Tried as a seed, but too few neighbours {avail}were available to reach the "
+            f"minimum of {size_text}."
+        )
+    if kind == "too_big":
+        return f"On its own it has more than {cap_res}."
+    if kind == "touches":
+        return f"It borders {which} and neighbourhoods may not touch."
+    what = f"{_in_words(n)} neighbourhoods were" if n != 1 else "one neighbourhood was"
+    return f"The {what} chosen before its turn as a seed."
 
 
 def _members(assignment: pd.Series) -> dict[int, list[str]]:
@@ -691,6 +1114,7 @@ def summarise_neighbourhoods(
     top_drivers: int = 3,
     hot_bin: int = 2,
     driver_labels: Mapping[str, str] | None = None,
+    roles: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per neighbourhood: who lives there, how much harm, why it was chosen.
 
@@ -712,13 +1136,18 @@ def summarise_neighbourhoods(
     driver_labels
         Readable labels for indicators; defaults to the crime-group labels, else the
         indicator with underscores as spaces.
+    roles
+        Output of :func:`selection_roles` for ``assignment``; adds ``n_borrowed`` (members that
+        joined below the growth threshold to reach the minimum size) and ``n_below_threshold``
+        (the same plus a seed below the threshold) after ``n_lsoas``.
 
     Returns
     -------
     pandas.DataFrame
-        Index ``neighbourhood_id``; columns ``name``, ``lsoa_codes``, ``n_lsoas``,
-        ``residents``, ``total_harm``, ``violence_harm``, ``share_of_borough_harm``,
-        ``harm_per_1000_residents``, ``mean_score``, ``rank`` (1 = highest mean score),
+        Index ``neighbourhood_id``; columns ``name``, ``lsoa_codes``, ``n_lsoas`` (then
+        ``n_borrowed``, ``n_below_threshold`` with ``roles``), ``residents``, ``total_harm``,
+        ``violence_harm``, ``share_of_borough_harm``, ``harm_per_1000_residents``,
+        ``mean_score``, ``rank`` (1 = highest mean score),
         ``drivers`` ("Violence Against the Person (52%), ..." with each indicator's share of the
         neighbourhood's positive contributions), ``gi_hot_share``.
     """
@@ -787,6 +1216,17 @@ def summarise_neighbourhoods(
     )
     out["n_lsoas"] = out["n_lsoas"].astype("int64")
     order = cols[1:10] + ["rank", "drivers", "gi_hot_share"]
+    if roles is not None:
+        borrowed, below = {}, {}
+        for k, codes in members.items():
+            r = roles.reindex(pd.Index(codes))
+            borrowed[k] = int((r["role"] == "borrowed").sum())
+            above = r["at_or_above_threshold"].astype("boolean").fillna(False).astype(bool)
+            below[k] = int((~above).sum())
+        out["n_borrowed"] = pd.Series(borrowed, dtype="int64").reindex(out.index)
+        out["n_below_threshold"] = pd.Series(below, dtype="int64").reindex(out.index)
+        at = order.index("n_lsoas") + 1
+        order = order[:at] + ["n_borrowed", "n_below_threshold"] + order[at:]
     return out[order]
 
 
@@ -811,6 +1251,7 @@ def selection_stability(
     threshold: float | None = None,
     threshold_quantile: float = 0.8,
     separate: bool = True,
+    pad: Literal["borrow", "drop"] = "borrow",
     n_core: int = 1,
     fragile_below: float = 0.5,
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -831,7 +1272,7 @@ def selection_stability(
     score
         Base score per LSOA, to pick each neighbourhood's core LSOA(s).
     neighbours, n, min_lsoas, max_lsoas, residents, min_residents, max_residents, threshold, \
-threshold_quantile, separate
+threshold_quantile, separate, pad
         As for :func:`select_neighbourhoods` (use the values that produced ``assignment``).
     n_core
         Number of highest-scoring LSOAs forming a neighbourhood's core.
@@ -848,7 +1289,7 @@ threshold_quantile, separate
         ``selection_frequency``: share of draws in which each LSOA is selected.
     """
     _check_selection_args(
-        n, min_lsoas, max_lsoas, threshold_quantile, residents, min_residents, max_residents
+        n, min_lsoas, max_lsoas, threshold_quantile, residents, min_residents, max_residents, pad
     )
     draws = np.atleast_2d(np.asarray(score_draws, dtype=float))
     index = lsoas.index
@@ -871,6 +1312,7 @@ threshold_quantile, separate
                 threshold=threshold,
                 threshold_quantile=threshold_quantile,
                 separate=separate,
+                pad=pad,
             )
             > 0
         )
@@ -975,6 +1417,7 @@ def propose_controls(
     weight_score: float = 1.0,
     weight_residents: float = 1.0,
     weight_trend: float = 1.0,
+    quality_cutoffs: tuple[float, float] = (1.0, 2.0),
 ) -> pd.DataFrame:
     """Propose a comparison (control) area for each priority neighbourhood.
 
@@ -986,6 +1429,24 @@ def propose_controls(
     standardised by its spread across the candidates of that size, in a weighted Euclidean
     distance. Neighbourhoods pick in id order (priority first) the nearest candidate not
     overlapping (and with ``separate``, not touching) a control already chosen.
+
+    ``match_quality`` grades that distance: ``"good"`` below the first cut-off (default 1: the
+    control is, overall, within about one candidate standard deviation of the target),
+    ``"fair"`` below the second (default 2), ``"poor"`` otherwise, ``"none"`` when no candidate
+    was left. The distance is the root of the weighted sum of squared standardised gaps, so
+    three features each one standard deviation off give 1.7 (fair); the signed gaps are
+    returned too (``*_gap_sd``) to show which feature makes a match poor.
+
+    Controls are necessarily lower-scoring: every high-scoring LSOA is either in a priority
+    neighbourhood or (with ``exclude_adjacent``) next to one, so the best control for the top
+    neighbourhood is usually far below it on score and its match is often poor. Judge an
+    intervention by *change*, not level: difference-in-differences (the target's change minus
+    the control's over the same periods, after checking that their pre-period trends were
+    parallel), never a comparison of post-period levels. Expect regression to the mean: areas
+    chosen because their harm was high in one period tend to fall back the next even without
+    intervention, and a lower-scoring control does not share that fall, so a simple
+    comparison overstates the effect. Matching on the pre-period trend limits, but does not
+    remove, that risk; with a ``"poor"`` match treat the comparison as indicative only.
 
     Parameters
     ----------
@@ -1010,6 +1471,8 @@ def propose_controls(
         slopes) or ``"sum"`` (counts, absolute slopes).
     weight_score, weight_residents, weight_trend
         Weights of the three standardised differences.
+    quality_cutoffs
+        Distances below which a match is ``"good"`` and ``"fair"`` (increasing).
 
     Returns
     -------
@@ -1017,8 +1480,13 @@ def propose_controls(
         Index ``neighbourhood_id``; columns ``n_lsoas``, ``control_lsoa_codes`` ("" when no
         candidate is left), ``target_mean_score``, ``control_mean_score``,
         ``target_residents``, ``control_residents``, ``target_trend``, ``control_trend``,
-        ``distance``.
+        ``distance``, ``match_quality``, ``score_gap_sd``, ``residents_gap_sd``,
+        ``trend_gap_sd`` (control minus target in standard deviations of the candidates of
+        that size; negative = control lower; NaN for a feature not used).
     """
+    good, fair = (float(c) for c in quality_cutoffs)
+    if not 0 <= good <= fair:
+        raise ValueError("quality_cutoffs must be increasing and non-negative")
     index = lsoas.index
     graph = _graph_for(lsoas, neighbours)
     adjacency = graph.adjacency
@@ -1106,6 +1574,10 @@ def propose_controls(
             "target_trend": target[2],
             "control_trend": np.nan,
             "distance": np.nan,
+            "match_quality": "none",
+            "score_gap_sd": np.nan,
+            "residents_gap_sd": np.nan,
+            "trend_gap_sd": np.nan,
         }
         if candidates[m]:
             z = (feats[m] - target) / spread[m]
@@ -1125,6 +1597,10 @@ def propose_controls(
                     control_residents=feats[m][best, 1],
                     control_trend=feats[m][best, 2],
                     distance=float(dist[best]),
+                    match_quality=_match_quality(float(dist[best]), good, fair),
+                    score_gap_sd=z[best, 0],
+                    residents_gap_sd=z[best, 1],
+                    trend_gap_sd=z[best, 2],
                 )
         rows.append(row)
     cols = [
@@ -1138,10 +1614,21 @@ def propose_controls(
         "target_trend",
         "control_trend",
         "distance",
+        "match_quality",
+        "score_gap_sd",
+        "residents_gap_sd",
+        "trend_gap_sd",
     ]
     out = pd.DataFrame(rows, columns=cols).set_index(ID_NAME)
     out["n_lsoas"] = out["n_lsoas"].astype("int64")
+    out["match_quality"] = out["match_quality"].astype(str)
     return out
+
+
+def _match_quality(distance: float, good: float, fair: float) -> str:
+    if np.isnan(distance):
+        return "none"
+    return "good" if distance < good else "fair" if distance < fair else "poor"
 
 
 def control_assignment(controls: pd.DataFrame, index: pd.Index) -> pd.Series:
@@ -1177,6 +1664,11 @@ def allocate_trial(
     unit_col: str | None = None,
     descending: bool = True,
     arms: tuple[str, str] = ("treatment", "control"),
+    group_by: str | None = None,
+    min_value: float | None = None,
+    min_column: str | None = None,
+    geometry: str | gpd.GeoSeries | None = None,
+    buffer: float | None = None,
 ) -> pd.DataFrame:
     """Reproducible blocked random allocation of candidate units to two trial arms.
 
@@ -1184,7 +1676,32 @@ def allocate_trial(
     consecutive blocks of ``block_size`` (the last block takes the remainder). Within each block
     a random half goes to each arm; in an odd-sized block the odd unit's arm is also random.
     Without ``block_by`` all units form one block (complete randomisation, arms of equal size).
-    The same ``seed`` and units always give the same allocation.
+    The same ``seed`` and units always give the same allocation. Without the options below,
+    that is all that happens.
+
+    ``group_by`` (e.g. ``"neighbourhood_id"``) blocks within each group: a block never mixes
+    two groups, so a pair compares two places of the same neighbourhood rather than the
+    borough's worst cell with the best of another neighbourhood. Groups are taken in ascending
+    order, block numbers running on across them; a group's last block takes its remainder (a
+    single unit left over is randomised on its own). Without ``block_by`` each group is one
+    block.
+
+    ``min_value`` excludes units whose ``min_column`` (default ``block_by``) is below it or
+    missing: too little crime for an effect to be measured. They are not dropped silently but
+    returned with arm ``"excluded"``, block 0 and a ``reason``.
+
+    ``buffer`` guards against contamination (patrols in a treatment cell displacing crime into,
+    or protecting, a control cell next door). Units within ``buffer`` metres of each other
+    (``0``: touching, corners included), directly or through a chain of such units, form one
+    *cluster* that goes to one arm as a whole, so every treatment unit is more than ``buffer``
+    from every control unit. Clusters replace units in the blocking: ordered by the sum of
+    their ``block_by`` (ties by their first unit id), cut into blocks of ``block_size`` clusters
+    within groups (a cluster spanning two groups belongs to the group of its highest-ranked
+    unit). This is cluster randomisation: the arms may then differ in their number of units,
+    and the analysis should be by cluster (the ``cluster`` column). Swapping arms within a block
+    was rejected: it cannot separate two touching units of the same pair, and swapping across
+    blocks breaks the blocking. When no two units are within ``buffer``, every cluster is a
+    single unit and the allocation equals the one without ``buffer``.
 
     Parameters
     ----------
@@ -1194,7 +1711,7 @@ def allocate_trial(
     block_by
         Column to block on (e.g. pre-period harm).
     block_size
-        Units per block (2 = matched pairs).
+        Units (clusters, with ``buffer``) per block (2 = matched pairs).
     seed
         Seed for :func:`numpy.random.default_rng`; record it with the trial protocol.
     unit_col
@@ -1203,38 +1720,181 @@ def allocate_trial(
         Sort ``block_by`` from highest to lowest.
     arms
         Names of the two arms.
+    group_by
+        Column whose groups blocks may not cross. Units without a group are excluded.
+    min_value
+        Minimum base rate: units below it, or with it missing, are excluded.
+    min_column
+        Column compared with ``min_value`` (default ``block_by``).
+    geometry
+        The units' shapes in a projected CRS in metres (EPSG:27700): the name of a geometry
+        column of ``units``, or a GeoSeries indexed by unit id. Needed for ``buffer`` (units
+        without one are then excluded); alone it only measures the distance between arms.
+    buffer
+        Distance in metres that treatment and control units must exceed (see above).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``unit``, ``block`` (1 = first block), ``arm``, ``seed`` and, when blocking, the
-        ``block_by`` column; rows in block order.
+        Columns ``unit``, ``block`` (1 = first block), ``arm``, ``seed``, then, when given, the
+        ``block_by`` and ``group_by`` columns, ``cluster`` (with ``buffer``: 1, 2, ... in
+        allocation order) and ``reason`` (with ``group_by``, ``min_value`` or ``buffer``: why
+        a unit is excluded, "" otherwise). Rows in block order; excluded units (arm
+        ``"excluded"``, block 0, cluster 0) last, by unit id. With ``geometry``,
+        ``attrs["min_distance_between_arms"]`` is the smallest distance in metres between a
+        treatment and a control unit (NaN when an arm is empty).
     """
     if block_size < 2:
         raise ValueError("block_size must be at least 2")
+    if buffer is not None and (geometry is None or buffer < 0):
+        raise ValueError("buffer needs geometry and must be at least 0")
+    if group_by is not None and group_by == block_by:
+        raise ValueError("group_by and block_by must be different columns")
     unit = units[unit_col] if unit_col is not None else units.index.to_series()
     frame = pd.DataFrame({"unit": unit.to_numpy()})
     if frame["unit"].duplicated().any():
         raise ValueError("unit ids must be unique")
+    extended = group_by is not None or min_value is not None or buffer is not None
     if block_by is not None:
         frame[block_by] = units[block_by].to_numpy()
+    reason = np.full(len(frame), "", dtype=object)
+    if group_by is not None:
+        frame[group_by] = units[group_by].to_numpy()
+        reason[frame[group_by].isna().to_numpy()] = f"{group_by} missing"
+    if min_value is not None:
+        col = min_column if min_column is not None else block_by
+        if col is None:
+            raise ValueError("min_value needs min_column or block_by")
+        vals = pd.to_numeric(units[col], errors="coerce").to_numpy(dtype=float)
+        for i in np.flatnonzero((reason == "") & (np.isnan(vals) | (vals < min_value))):
+            reason[i] = (
+                f"{col} missing"
+                if np.isnan(vals[i])
+                else f"{col} {vals[i]:g} below the minimum of {min_value:g}"
+            )
+    geoms = None if geometry is None else _unit_geometries(units, frame["unit"], geometry)
+    if buffer is not None:
+        empty = np.array([g is None or shapely.is_empty(g) for g in geoms], dtype=bool)
+        reason[empty & (reason == "")] = "geometry missing"
+    frame["reason"] = reason
+    frame["_pos"] = np.arange(len(frame))
+    excluded = frame[frame["reason"] != ""].sort_values("unit", kind="stable")
+    frame = frame[frame["reason"] == ""]
+    if block_by is not None:
         frame = frame.sort_values(
             [block_by, "unit"], ascending=[not descending, True], kind="stable"
         )
-        frame["block"] = np.arange(len(frame)) // block_size + 1
     else:
         frame = frame.sort_values("unit", kind="stable")
-        frame["block"] = 1
     frame = frame.reset_index(drop=True)
+    # clusters (each unit alone without a buffer), numbered by their first unit in that order
+    comp = np.arange(len(frame))
+    if buffer is not None and len(frame):
+        comp = pd.factorize(_clusters(geoms[frame["_pos"].to_numpy()], buffer))[0]
+    frame["_comp"] = comp
+    first = frame.drop_duplicates("_comp").set_index("_comp")
+    clusters = pd.DataFrame({"unit": first["unit"]}, index=first.index)
+    sort_cols, ascending = [], []
+    if group_by is not None:
+        clusters[group_by] = first[group_by]
+        sort_cols, ascending = [group_by], [True]
+    if block_by is not None:
+        clusters[block_by] = frame.groupby("_comp")[block_by].sum(min_count=1)
+        sort_cols, ascending = sort_cols + [block_by], ascending + [not descending]
+    clusters = clusters.sort_values(
+        sort_cols + ["unit"], ascending=ascending + [True], kind="stable"
+    )
+    if group_by is not None:
+        group_no = np.cumsum(clusters[group_by].ne(clusters[group_by].shift()).to_numpy()) - 1
+    else:
+        group_no = np.zeros(len(clusters), dtype=np.int64)
+    within = pd.Series(group_no).groupby(group_no).cumcount().to_numpy()
+    if block_by is not None:
+        local = within // block_size
+        n_blocks = pd.Series(local).groupby(group_no).max().to_numpy() + 1
+        offset = np.concatenate([[0], np.cumsum(n_blocks)[:-1]]).astype(np.int64)
+        block = local + offset[group_no] + 1
+    else:
+        block = group_no + 1
+    clusters["block"] = np.asarray(block, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    arm = np.empty(len(frame), dtype=object)
-    for _, rows in frame.groupby("block", sort=True).indices.items():
+    arm = np.empty(len(clusters), dtype=object)
+    for _, rows in clusters.groupby("block", sort=True).indices.items():
         size = len(rows)
         n_treat = size // 2 + (int(rng.integers(2)) if size % 2 else 0)
         perm = rng.permutation(size)
         arm[rows[perm[:n_treat]]] = arms[0]
         arm[rows[perm[n_treat:]]] = arms[1]
-    frame["arm"] = pd.array(arm, dtype="str")
+    clusters["arm"] = arm
+    clusters["cluster"] = np.arange(1, len(clusters) + 1, dtype=np.int64)
+    for col in ("block", "arm", "cluster"):
+        frame[col] = clusters[col].reindex(frame["_comp"]).to_numpy()
+    frame = frame.sort_values("cluster", kind="stable")  # units of a cluster keep their order
+    if extended:
+        frame = pd.concat([frame, excluded.assign(block=0, arm="excluded", cluster=0)])
+    frame = frame.reset_index(drop=True)
+    frame["block"] = frame["block"].astype("int64")
+    frame["cluster"] = frame["cluster"].astype("int64")
+    frame["arm"] = pd.array(frame["arm"].to_numpy(dtype=object), dtype="str")
     frame["seed"] = int(seed)
     cols = ["unit", "block", "arm", "seed"] + ([block_by] if block_by is not None else [])
-    return frame[cols]
+    cols += [group_by] if group_by is not None else []
+    cols += ["cluster"] if buffer is not None else []
+    cols += ["reason"] if extended else []
+    out = frame[cols].copy()
+    if geoms is not None:
+        g = geoms[frame["_pos"].to_numpy()]
+        arm_arr = frame["arm"].to_numpy(dtype=object)
+        out.attrs["min_distance_between_arms"] = _min_distance(
+            g[arm_arr == arms[0]], g[arm_arr == arms[1]]
+        )
+    return out
+
+
+def _unit_geometries(
+    units: pd.DataFrame, ids: pd.Series, geometry: str | gpd.GeoSeries
+) -> np.ndarray:
+    """Geometries of the units in the order of ``ids`` (object array, None when missing)."""
+    if isinstance(geometry, str):
+        col = units[geometry]
+        values = np.asarray(col.values, dtype=object)
+    else:
+        col = geometry
+        if not col.index.is_unique:
+            raise ValueError("geometry index (unit ids) must be unique")
+        values = np.asarray(col.reindex(pd.Index(ids.to_numpy())).values, dtype=object)
+    crs = getattr(col, "crs", None)
+    if crs is not None and not crs.is_projected:
+        raise ValueError("geometry must be in a projected CRS in metres (e.g. EPSG:27700)")
+    return np.array([g if isinstance(g, shapely.Geometry) else None for g in values], object)
+
+
+def _clusters(geoms: np.ndarray, buffer: float) -> np.ndarray:
+    """Connected components of the "within ``buffer``" graph (union-find)."""
+    tree = shapely.STRtree(geoms)
+    if buffer > 0:
+        left, right = tree.query(geoms, predicate="dwithin", distance=buffer)
+    else:
+        left, right = tree.query(geoms, predicate="intersects")
+    parent = list(range(len(geoms)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(len(geoms))], dtype=np.int64)
+
+
+def _min_distance(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.array([g for g in a if g is not None], dtype=object)
+    b = np.array([g for g in b if g is not None], dtype=object)
+    if not len(a) or not len(b):
+        return float("nan")
+    _, dist = shapely.STRtree(b).query_nearest(a, return_distance=True, all_matches=False)
+    return float(dist.min())

@@ -200,6 +200,162 @@ def test_rule_text_mentions_settings():
     assert "Up to 5" in text and "6 LSOAs or 12,000 residents" in text and "top 10%" in text
 
 
+# ------------------------------------------------------------------ roles and exclusion reasons
+
+
+def test_roles_seed_grown_borrowed_and_reasons_on_the_line():
+    g, score = line_example()
+    kw = dict(n=2, min_lsoas=2, max_lsoas=3, threshold=4)
+    r = S.selection_roles(g, score, **kw)
+    assert r["neighbourhood_id"].equals(S.select_neighbourhoods(g, score, **kw))
+    assert r.attrs["threshold"] == 4
+    assert list(r.columns) == [
+        "neighbourhood_id",
+        "score",
+        "at_or_above_threshold",
+        "role",
+        "join_order",
+        "excluded_because",
+        "blocked_by",
+        "borders",
+        "detail",
+    ]
+    # c0 seeds 1 and grows into c1; c3 seeds 2, borrows c4 (2 < 4) and grows into c5 (6)
+    assert r["role"].to_dict() == {
+        cell(0, 0): "seed",
+        cell(0, 1): "grown",
+        cell(0, 2): "",
+        cell(0, 3): "seed",
+        cell(0, 4): "borrowed",
+        cell(0, 5): "grown",
+        cell(0, 6): "",
+        "island": "",
+    }
+    assert r.loc[[cell(0, 3), cell(0, 4), cell(0, 5)], "join_order"].tolist() == [1, 2, 3]
+    assert "below the threshold" in r.loc[cell(0, 4), "detail"]
+    # c6 (5 >= 4) was waiting to join 2 when it reached 3 LSOAs; the island has no neighbours;
+    # c2 (1) is below the threshold, so it needs no reason
+    assert r.loc[cell(0, 6), "excluded_because"] == "neighbourhood full (max_lsoas)"
+    assert r.loc[cell(0, 6), "blocked_by"] == "2" and r.loc[cell(0, 6), "borders"] == "2"
+    assert "cannot start a neighbourhood of its own" in r.loc[cell(0, 6), "detail"]
+    assert r.loc["island", "excluded_because"] == "no room: could not reach the minimum size"
+    assert "no neighbours" in r.loc["island", "detail"]
+    assert r.loc[cell(0, 2), "excluded_because"] == "" and r.loc[cell(0, 2), "borders"] == "1, 2"
+    # the borrowed LSOA is counted in the summary
+    attrs = pd.DataFrame({"residents": 1.0, "total_harm": 1.0, "score": score})
+    t = S.summarise_neighbourhoods(r["neighbourhood_id"], attrs, roles=r)
+    assert t["n_borrowed"].to_dict() == {1: 0, 2: 1}
+    assert t["n_below_threshold"].to_dict() == {1: 0, 2: 1}
+    assert list(t.columns[:5]) == [
+        "name",
+        "lsoa_codes",
+        "n_lsoas",
+        "n_borrowed",
+        "n_below_threshold",
+    ]
+    assert "n_borrowed" not in S.summarise_neighbourhoods(r["neighbourhood_id"], attrs).columns
+
+
+def hemmed_line():
+    """c0 c1 | c2 | c3 | c4 | c5 c6: 1 = c0+c1, 2 = c5+c6; c3 is caught between them."""
+    g = lattice(1, 7)
+    score = pd.Series([10, 9, 1, 8, 6, 9.5, 9.2], index=g.index, dtype=float)
+    return g, score
+
+
+def test_reasons_cap_and_separation():
+    g, score = hemmed_line()
+    kw = dict(n=3, min_lsoas=2, max_lsoas=2, threshold=5)
+    r = S.selection_roles(g, score, **kw)
+    assert groups(r["neighbourhood_id"]) == {
+        1: {cell(0, 0), cell(0, 1)},
+        2: {cell(0, 5), cell(0, 6)},
+    }
+    # c4 (6) was next in line for 2, full at 2 LSOAs (the cap)
+    assert r.loc[cell(0, 4), "excluded_because"] == "neighbourhood full (max_lsoas)"
+    assert r.loc[cell(0, 4), "blocked_by"] == "2"
+    # c3 (8, the fourth-highest score) touches no neighbourhood, but both its neighbours do, so
+    # it cannot reach 2 LSOAs: blocked by separation
+    assert r.loc[cell(0, 3), "excluded_because"] == "hemmed in by neighbourhoods (separation)"
+    assert r.loc[cell(0, 3), "blocked_by"] == "1, 2" and r.loc[cell(0, 3), "borders"] == ""
+    assert "may not touch" in r.loc[cell(0, 3), "detail"]
+    assert set(r["excluded_because"]) == {
+        "",
+        "neighbourhood full (max_lsoas)",
+        "hemmed in by neighbourhoods (separation)",
+    }
+    # allowed to touch, c3 takes c4 and forms the third neighbourhood
+    a = S.select_neighbourhoods(g, score, separate=False, **kw)
+    assert {cell(0, 3), cell(0, 4)} in groups(a).values()
+    # asking for two, c3's turn never comes
+    r2 = S.selection_roles(g, score, **{**kw, "n": 2})
+    assert r2.loc[cell(0, 3), "excluded_because"] == "the two were already chosen"
+    r1 = S.selection_roles(g, score, **{**kw, "n": 1})
+    assert r1.loc[cell(0, 5), "excluded_because"] == "the one was already chosen"
+
+
+def test_reasons_with_resident_caps():
+    g = lattice(1, 4, extra={"big": shapely.box(50, 0, 51, 1)})
+    score = pd.Series([9, 8, 7, 1, 6], index=g.index, dtype=float)
+    res = pd.Series([100, 100, 500, 100, 400], index=g.index, dtype=float)
+    kw = dict(n=3, min_lsoas=2, max_lsoas=3, threshold=4, residents=res, max_residents=300)
+    r = S.selection_roles(g, score, **kw)
+    assert groups(r["neighbourhood_id"]) == {1: {cell(0, 0), cell(0, 1)}}
+    assert r.loc[cell(0, 2), "excluded_because"] == "neighbourhood full (max_residents)"
+    assert r.loc[cell(0, 2), "blocked_by"] == "1" and "300 residents" in r.loc[cell(0, 2), "detail"]
+    assert r.loc["big", "excluded_because"] == "too many residents on its own (max_residents)"
+
+
+def test_pad_drop_never_borrows():
+    g, score = line_example()
+    kw = dict(n=3, min_lsoas=2, max_lsoas=3, threshold=4)
+    a = S.select_neighbourhoods(g, score, pad="drop", **kw)
+    # c3 (7) cannot reach 2 LSOAs without borrowing c4 (2): dropped; c5 (6) takes c6 (5);
+    # seeds below 4 are never tried, so only two neighbourhoods
+    assert groups(a) == {1: {cell(0, 0), cell(0, 1)}, 2: {cell(0, 5), cell(0, 6)}}
+    r = S.selection_roles(g, score, pad="drop", **kw)
+    assert r["neighbourhood_id"].equals(a)
+    assert r.loc[a > 0, "at_or_above_threshold"].all() and not (r["role"] == "borrowed").any()
+    assert r.loc[cell(0, 3), "excluded_because"] == "no room: could not reach the minimum size"
+    assert "at or above the threshold" in r.loc[cell(0, 3), "detail"]
+    # the default still borrows
+    assert S.select_neighbourhoods(g, score, **kw)[cell(0, 4)] == 2
+    text = S.describe_rule(pad="drop")
+    assert "no LSOA below the threshold is included" in text and "fewer than 9" in text
+    assert "borrows" in S.RULE_TEXT and "set aside" in S.RULE_TEXT and "cap" in S.RULE_TEXT
+    with pytest.raises(ValueError, match="pad"):
+        S.select_neighbourhoods(g, score, pad="pad")
+    # stability re-runs the same rule
+    per_n, _ = S.selection_stability(
+        np.atleast_2d(score.to_numpy()), a, lsoas=g, score=score, pad="drop", **kw
+    )
+    assert (per_n["selection_frequency"] == 1.0).all()
+
+
+def test_roles_random_maps_agree_with_selection():
+    g = lattice(15, 15)
+    graph = S.neighbour_graph(g.index, S.queen_neighbours(g))
+    rng = np.random.default_rng(5)
+    for k in range(20):
+        score = pd.Series(rng.normal(size=len(g)), index=g.index)
+        kw = dict(n=int(rng.integers(2, 10)), max_lsoas=int(rng.integers(3, 8)))
+        kw.update(separate=bool(k % 2), pad="drop" if k % 3 == 0 else "borrow")
+        a = S.select_neighbourhoods(g, score, neighbours=graph, **kw)
+        r = S.selection_roles(g, score, neighbours=graph, **kw)
+        assert r["neighbourhood_id"].equals(a)
+        above = r["at_or_above_threshold"]
+        assert ((r["excluded_because"] != "") == ((a == 0) & above)).all()
+        assert ((r["role"] == "borrowed") == ((a > 0) & ~above & (r["join_order"] > 1))).all()
+        assert (r.loc[a > 0, "role"] == "seed").sum() == a.max()
+        assert set(r["excluded_because"]) - {""} <= set(S.EXCLUSION_REASONS.values()) | {
+            S.EXCLUSION_REASONS["chosen"].format(n=S._in_words(kw["n"]))
+        }
+        # a full neighbourhood leaves its waiting LSOAs touching it
+        full = r["excluded_because"] == "neighbourhood full (max_lsoas)"
+        for blocked, borders in zip(r.loc[full, "blocked_by"], r.loc[full, "borders"], strict=True):
+            assert blocked and blocked in borders.split(", ")
+
+
 # ------------------------------------------------------------------------- geometry and names
 
 
@@ -423,6 +579,188 @@ def test_allocate_trial_blocked_balanced_reproducible():
     assert (simple["arm"] == "treatment").sum() == 10 and (simple["block"] == 1).all()
 
 
+def test_control_match_quality_and_gaps():
+    g = lattice(12, 12)
+    score = pd.Series(0.0, index=g.index)
+    top = [cell(1, 1), cell(1, 2), cell(2, 1), cell(2, 2)]
+    score[top] = 10.0
+    score[[cell(8, 8), cell(8, 9), cell(9, 8), cell(9, 9)]] = 5.0
+    graph = S.neighbour_graph(g.index, S.queen_neighbours(g))
+    a = S.select_neighbourhoods(g, score, n=1, neighbours=graph, threshold=1.0)
+    c = S.propose_controls(g, a, score=score, neighbours=graph)
+    d = c.loc[1, "distance"]
+    # only the score is used: the distance is the absolute standardised score gap
+    assert c.loc[1, "score_gap_sd"] < 0 and d == pytest.approx(-c.loc[1, "score_gap_sd"])
+    assert np.isnan(c.loc[1, "residents_gap_sd"]) and np.isnan(c.loc[1, "trend_gap_sd"])
+    assert list(c.columns[-5:]) == [
+        "distance",
+        "match_quality",
+        "score_gap_sd",
+        "residents_gap_sd",
+        "trend_gap_sd",
+    ]
+
+    def quality(cutoffs):
+        out = S.propose_controls(g, a, score=score, neighbours=graph, quality_cutoffs=cutoffs)
+        return out.loc[1, "match_quality"]
+
+    assert quality((d + 0.01, d + 1)) == "good"
+    assert quality((d, d + 1)) == "fair"  # a cut-off is the start of the worse grade
+    assert quality((d / 2, d)) == "poor"
+    assert c.loc[1, "match_quality"] == ("good" if d < 1 else "fair" if d < 2 else "poor")
+    with pytest.raises(ValueError, match="quality_cutoffs"):
+        quality((2.0, 1.0))
+    # no candidate of the size left: "none"
+    line = lattice(1, 4)
+    s = pd.Series([5.0, 4.0, 0.0, 0.0], index=line.index)
+    one = S.propose_controls(line, pd.Series([1, 1, 0, 0], index=line.index), score=s)
+    assert one.loc[1, "match_quality"] == "none" and one.loc[1, "control_lsoa_codes"] == ""
+
+
+def trial_units():
+    """Two neighbourhoods of micro-places with interleaved harm; unit U3 has little harm."""
+    ids = [f"U{i}" for i in range(9)]
+    return pd.DataFrame(
+        {
+            "cell_id": ids,
+            "neighbourhood_id": [1, 2, 1, 2, 1, 2, 1, 2, 1],
+            "harm": [90.0, 80, 70, 5, 50, 40, 30, 20, 10],
+        }
+    )
+
+
+def test_allocate_trial_blocks_within_groups_and_excludes_low_rates():
+    units = trial_units()
+    plain = S.allocate_trial(units, block_by="harm", seed=3, unit_col="cell_id")
+    assert set(plain.loc[plain["block"] == 1, "unit"]) == {"U0", "U1"}  # crosses neighbourhoods
+    t = S.allocate_trial(
+        units, block_by="harm", seed=3, unit_col="cell_id", group_by="neighbourhood_id"
+    )
+    assert list(t.columns) == ["unit", "block", "arm", "seed", "harm", "neighbourhood_id", "reason"]
+    # neighbourhood 1: (U0, U2), (U4, U6), (U8 alone); neighbourhood 2: (U1, U5), (U7, U3)
+    blocks = t.groupby("block")["unit"].apply(set).to_dict()
+    assert blocks == {
+        1: {"U0", "U2"},
+        2: {"U4", "U6"},
+        3: {"U8"},
+        4: {"U1", "U5"},
+        5: {"U7", "U3"},
+    }
+    assert (t.groupby("block")["neighbourhood_id"].nunique() == 1).all()
+    pairs = t[t["block"] != 3].groupby("block")["arm"].apply(sorted)
+    assert all(p == ["control", "treatment"] for p in pairs)
+    assert (t["reason"] == "").all()
+    # a minimum rate: U3 (5) and U8 (10) are excluded, reported last with the reason
+    m = S.allocate_trial(
+        units,
+        block_by="harm",
+        seed=3,
+        unit_col="cell_id",
+        group_by="neighbourhood_id",
+        min_value=15,
+    )
+    excl = m[m["arm"] == "excluded"]
+    assert excl["unit"].tolist() == ["U3", "U8"] and (excl["block"] == 0).all()
+    assert excl["reason"].tolist() == [
+        "harm 5 below the minimum of 15",
+        "harm 10 below the minimum of 15",
+    ]
+    assert m.index[-2:].tolist() == [7, 8] and len(m) == 9
+    kept = m[m["arm"] != "excluded"]
+    assert kept.groupby("block")["unit"].apply(set).to_dict() == {
+        1: {"U0", "U2"},
+        2: {"U4", "U6"},
+        3: {"U1", "U5"},
+        4: {"U7"},
+    }
+    # another column for the minimum, missing values excluded too
+    units["records"] = [9, 9, 9, 9, 9, 1, 9, 9, np.nan]
+    r = S.allocate_trial(
+        units, block_by="harm", seed=3, unit_col="cell_id", min_value=2, min_column="records"
+    )
+    assert r.set_index("unit").loc[["U5", "U8"], "reason"].tolist() == [
+        "records 1 below the minimum of 2",
+        "records missing",
+    ]
+    assert "neighbourhood_id" not in r.columns
+    # deterministic and independent of row order
+    again = S.allocate_trial(
+        units.iloc[::-1],
+        block_by="harm",
+        seed=3,
+        unit_col="cell_id",
+        group_by="neighbourhood_id",
+        min_value=15,
+    )
+    pd.testing.assert_frame_equal(m, again)
+    with pytest.raises(ValueError, match="min_value"):
+        S.allocate_trial(units, seed=1, unit_col="cell_id", min_value=1)
+    with pytest.raises(ValueError, match="group_by"):
+        S.allocate_trial(units, block_by="harm", group_by="harm", seed=1, unit_col="cell_id")
+
+
+def test_allocate_trial_buffer_keeps_touching_units_in_one_arm():
+    # 150 m cells: A-B-C touch in a row, D touches C's corner; E and F are far apart
+    def sq(x, y):
+        return shapely.box(x, y, x + 150, y + 150)
+
+    geoms = {
+        "A": sq(0, 0),
+        "B": sq(150, 0),
+        "C": sq(300, 0),
+        "D": sq(450, 150),
+        "E": sq(3000, 0),
+        "F": sq(6000, 0),
+        "G": sq(6300, 0),  # one cell (150 m) away from F
+    }
+    harm = {"A": 100.0, "E": 90, "B": 80, "F": 70, "C": 60, "G": 50, "D": 40}
+    units = gpd.GeoDataFrame(
+        {"harm": [harm[k] for k in geoms]},
+        geometry=list(geoms.values()),
+        index=pd.Index(list(geoms), name="cell"),
+        crs=27700,
+    )
+    plain = S.allocate_trial(units, block_by="harm", seed=11, geometry="geometry")
+    assert plain.attrs["min_distance_between_arms"] == 0.0  # touching cells split across arms
+    t = S.allocate_trial(units, block_by="harm", seed=11, geometry="geometry", buffer=0)
+    assert list(t.columns) == ["unit", "block", "arm", "seed", "harm", "cluster", "reason"]
+    arm = t.set_index("unit")["arm"]
+    cl = t.set_index("unit")["cluster"]
+    assert len({arm[k] for k in "ABCD"}) == 1 and len(set(cl[list("ABCD")])) == 1
+    assert cl["F"] != cl["G"]  # 150 m apart: separate clusters with buffer 0
+    assert t.attrs["min_distance_between_arms"] > 0
+    # clusters blocked on total harm: ABCD (280), then E (90), F (70), G (50)
+    assert t.groupby("cluster")["harm"].sum().tolist() == [280, 90, 70, 50]
+    assert t.groupby("block")["cluster"].apply(set).to_dict() == {1: {1, 2}, 2: {3, 4}}
+    assert (t.groupby("block")["arm"].nunique() == 2).all()
+    # a 200 m buffer joins F and G too; treatment and control units are then > 200 m apart
+    wide = S.allocate_trial(units, block_by="harm", seed=11, geometry="geometry", buffer=200)
+    wcl = wide.set_index("unit")["cluster"]
+    assert wcl["F"] == wcl["G"] and wide.attrs["min_distance_between_arms"] > 200
+    # a GeoSeries indexed by unit id works the same; same seed, same result
+    plain_units = pd.DataFrame({"harm": units["harm"]})
+    again = S.allocate_trial(
+        plain_units.iloc[::-1], block_by="harm", seed=11, geometry=units.geometry, buffer=0
+    )
+    pd.testing.assert_frame_equal(t, again)
+    # far-apart units: the buffer changes nothing
+    far = units.iloc[[0, 4, 5]]
+    base = S.allocate_trial(far, block_by="harm", seed=2)
+    guarded = S.allocate_trial(far, block_by="harm", seed=2, geometry="geometry", buffer=100)
+    pd.testing.assert_frame_equal(base, guarded[base.columns])
+    # missing geometry is reported, lat/lon refused, buffer needs geometry
+    gs = units.geometry.drop("G")
+    miss = S.allocate_trial(plain_units, block_by="harm", seed=1, geometry=gs, buffer=0)
+    assert miss.set_index("unit").loc["G", ["arm", "reason"]].tolist() == [
+        "excluded",
+        "geometry missing",
+    ]
+    with pytest.raises(ValueError, match="projected"):
+        S.allocate_trial(units.to_crs(4326), seed=1, geometry="geometry", buffer=0)
+    with pytest.raises(ValueError, match="buffer"):
+        S.allocate_trial(units, seed=1, buffer=10)
+
+
 # -------------------------------------------------------------------------------- real data
 
 
@@ -486,3 +824,21 @@ def test_real_croydon_names_from_wards(london):
     )
     assert len(names) == 9 and names.is_unique
     assert all(n and n[0].isupper() for n in names)
+
+
+@pytest.mark.realdata
+def test_real_croydon_roles_explain_every_top_lsoa(london):
+    croydon = london[london["LAD22NM"] == "Croydon"]
+    graph = S.neighbour_graph(croydon.index, S.queen_neighbours(croydon))
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        score = pd.Series(rng.random(len(croydon)), index=croydon.index)
+        a = S.select_neighbourhoods(croydon, score, neighbours=graph)
+        t = time.perf_counter()
+        r = S.selection_roles(croydon, score, neighbours=graph)
+        assert time.perf_counter() - t < 0.5  # measured about 2 ms
+        assert r["neighbourhood_id"].equals(a)
+        left_out = r["at_or_above_threshold"] & (a == 0)
+        assert (r.loc[left_out, "excluded_because"] != "").all()
+        assert (r.loc[left_out, "detail"] != "").all()
+        assert (r.loc[a > 0, "detail"] != "").all()

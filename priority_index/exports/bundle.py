@@ -51,6 +51,11 @@ def lsoa_index_layer(r: RunResult) -> gpd.GeoDataFrame:
     out["neighbourhood_id"] = r.selection.assignment.astype("int64")
     if r.selection.lsoa_frequency is not None:
         out["selection_frequency"] = r.selection.lsoa_frequency
+    if r.selection.roles is not None:
+        roles = r.selection.roles
+        out["selection_role"] = roles["role"]
+        out["excluded_because"] = roles["excluded_because"]
+        out["selection_detail"] = roles["detail"]
     for c in r.index.indicators.columns:
         out[c] = r.index.indicators[c]
     for c in res.normalised.columns:
