@@ -1268,7 +1268,48 @@ def _neighbourhood_section(data: ReportData, nb: pd.DataFrame) -> str:
     body.append(_table(frame, cols, row_class=row_class, css="small"))
     if data.selection_rule:
         body.append("<h3>The selection rule</h3>" + _p(data.selection_rule))
+    body.append(_selection_exceptions(data))
     return _section("neighbourhoods", heading, "".join(body), page=True)
+
+
+def _selection_exceptions(data: ReportData) -> str:
+    """LSOAs borrowed below the threshold, and high-scoring LSOAs left out, with the reason."""
+    lsoas = data.lsoa_index
+    if "selection_role" not in lsoas or "excluded_because" not in lsoas:
+        return ""
+    frame = pd.DataFrame(lsoas.drop(columns="geometry", errors="ignore"))
+    if "lsoa_code" not in frame:
+        frame = frame.reset_index()
+    borrowed = frame[frame["selection_role"] == "borrowed"].sort_values("rank")
+    left_out = frame[frame["excluded_because"].fillna("") != ""].sort_values("rank")
+    if borrowed.empty and left_out.empty:
+        return _p("No LSOA was borrowed below the threshold and no LSOA above it was left out.")
+    rows = pd.concat(
+        [
+            borrowed.assign(status="borrowed to reach the minimum size"),
+            left_out.assign(status="left out: " + left_out["excluded_because"].astype(str)),
+        ]
+    )
+    cols = [
+        _Col("rank", "Rank", _plain_int, numeric=True),
+        _Col("lsoa_code", "LSOA"),
+        _Col("lsoa_name", "Name"),
+        _Col("ward_name", "Ward"),
+        _Col("neighbourhood_id", "Neighbourhood", _plain_int, numeric=True),
+        _Col("status", "Why"),
+        _Col("selection_detail", "Detail"),
+    ]
+    cols = [c for c in cols if c.key in rows]
+    return (
+        "<h3>Exceptions to the rule: borrowed and left-out LSOAs</h3>"
+        + _p(
+            f"{len(borrowed)} LSOA(s) below the threshold were borrowed so that a neighbourhood "
+            f"reaches its minimum size; {len(left_out)} LSOA(s) above the threshold are not in "
+            "any neighbourhood, each for the reason given (a full neighbourhood, separation "
+            "from another, or all neighbourhoods already chosen)."
+        )
+        + _table(rows, cols, css="small")
+    )
 
 
 _SEXUAL = "sexual_offences"
