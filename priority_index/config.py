@@ -187,6 +187,11 @@ class Micro(_Strict):
     roads_name_column: str | None = None  # e.g. "name1" (OS Open Roads)
     segment_length_m: float = Field(default=150.0, ge=1)  # longest street segment
     max_snap_m: float = Field(default=50.0, gt=0)  # records farther from any road are counted apart
+    min_records: int = Field(default=1, ge=1)  # places with fewer records are not listed
+    # share of a cell's area (segment's length) inside its neighbourhood needed to be listed
+    min_overlap: float = Field(default=0.0, ge=0, le=1)
+    max_crime_types: int = Field(default=3, ge=1)  # groups named in crime_types (+N more)
+    clip_cells: bool = True  # draw cells clipped to their neighbourhood (cell_id names the square)
 
 
 class Selection(_Strict):

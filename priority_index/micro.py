@@ -15,10 +15,23 @@ target list ranks small places by the Crime Harm Index days recorded in them.
 Either way a place is flagged when it is also a Getis-Ord Gi* hot spot (its centre lies in a
 hot LSOA) or a kernel-density hot spot (its mean density reaches a high quantile of the
 surface), and both functions return the same columns, so the exports draw either.
+
+Two checks help a patrol planner trust the list:
+
+* ``overlap_share``: the share of a cell's area (of a segment's length) inside its
+  neighbourhood; a cell on the edge holds only the records of its part inside, and
+  ``min_overlap`` leaves out cells that lie mostly outside.
+* ``generic_location``: police.uk moves every record to an anonymised map point, and some map
+  points are named after a kind of place ("On or near Supermarket", "On or near Hospital")
+  rather than a street. The labels are kept in ``data/police_uk_generic_locations.csv`` (every
+  such label seen in the police.uk street files of four forces, 2019-2020, and the Met's
+  burglaries, 2023-2025); a place whose top location is one of them is flagged, never dropped,
+  so that someone checks on the ground where it is.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import geopandas as gpd
@@ -30,11 +43,14 @@ from priority_index.crime_groups import GROUP_LABELS
 from priority_index.density import DensityGrid
 
 __all__ = [
+    "GENERIC_LOCATIONS",
     "MICRO_COLUMNS",
     "SEGMENT_COLUMNS",
     "cell_ids",
     "cell_totals",
+    "is_generic_location",
     "micro_places",
+    "points_note",
     "segment_places",
     "street_segments",
 ]
@@ -48,14 +64,99 @@ MICRO_COLUMNS: tuple[str, ...] = (
     "harm",
     "harm_share",
     "crime_types",
+    "crime_types_all",
     "top_location",
+    "generic_location",
     "months_active",
+    "overlap_share",
     "gi_hotspot",
     "kde_hotspot",
     "geometry",
 )
 
 _CRS = "EPSG:27700"
+_PREFIX = "on or near "
+
+
+def _normalise_location(text: pd.Series) -> pd.Series:
+    """Lower-case, single-spaced location text without police.uk's "On or near " prefix."""
+    out = text.astype("string").str.strip().str.replace(r"\s+", " ", regex=True).str.casefold()
+    return out.str.removeprefix(_PREFIX).str.strip()
+
+
+def _load_generic_locations() -> frozenset[str]:
+    path = resources.files("priority_index") / "data" / "police_uk_generic_locations.csv"
+    with path.open(encoding="utf-8") as handle:
+        labels = pd.read_csv(handle, dtype="string", keep_default_na=False)
+    if "label" not in labels.columns:
+        raise ValueError("packaged police_uk_generic_locations.csv lacks column 'label'")
+    return frozenset(labels["label"].str.strip().loc[lambda s: s != ""])
+
+
+#: police.uk's generic map-point labels (``"Supermarket"``, ``"Hospital"`` ...), read from
+#: ``data/police_uk_generic_locations.csv``: places named after a kind of place, not a street.
+GENERIC_LOCATIONS: frozenset[str] = _load_generic_locations()
+_GENERIC_KEYS = frozenset(_normalise_location(pd.Series(sorted(GENERIC_LOCATIONS))))
+
+
+def is_generic_location(locations: Any) -> np.ndarray:
+    """Whether each police.uk location text is a generic map-point label.
+
+    Parameters
+    ----------
+    locations
+        Location texts, with or without police.uk's ``"On or near "`` prefix (``"On or near
+        Supermarket"`` and ``"supermarket"`` both match); case and spacing are ignored.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array, True where the text (after the prefix) is one of
+        :data:`GENERIC_LOCATIONS`; missing text is False.
+    """
+    keys = _normalise_location(pd.Series(locations, dtype="string"))
+    return keys.isin(_GENERIC_KEYS).fillna(False).to_numpy(dtype=bool)
+
+
+def points_note(
+    groups: Any,
+    period: str | None = None,
+    *,
+    all_groups: Any = None,
+    source: str = "police.uk",
+) -> str:
+    """One line saying what micro-places and density are made of, for maps and tables.
+
+    Parameters
+    ----------
+    groups
+        Crime groups of the points used (ids such as ``"burglary"``; duplicates and missing
+        values ignored).
+    period
+        Period of those points (e.g. ``"2024/25"``).
+    all_groups
+        Every crime group of the run (points or area counts); when the points cover fewer,
+        the note says "only".
+    source
+        Where the points come from.
+
+    Returns
+    -------
+    str
+        For example ``"Micro-places and density: police.uk Burglary points only, 2024/25"``;
+        plain text (escape it for HTML).
+    """
+    have = sorted({str(g) for g in pd.Series(groups, dtype=object).dropna()})
+    if not have:
+        return "Micro-places and density: no point data"
+    labels = [GROUP_LABELS.get(g, g) for g in have]
+    named = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    every = all_groups is None or set(have) >= {str(g) for g in all_groups if pd.notna(g)}
+    if every and len(have) > 3:
+        named = f"{len(have)} crime groups"
+    only = "" if every else " only"
+    when = f", {period}" if period else ""
+    return f"Micro-places and density: {source} {named} points{only}{when}"
 
 
 def _cell_index(x: np.ndarray, y: np.ndarray, cell_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +265,11 @@ def _empty_result(extra: dict[str, Any] | None = None) -> gpd.GeoDataFrame:
             "harm": pd.Series([], dtype=np.float64),
             "harm_share": pd.Series([], dtype=np.float64),
             "crime_types": pd.Series([], dtype="string"),
+            "crime_types_all": pd.Series([], dtype="string"),
             "top_location": pd.Series([], dtype="string"),
+            "generic_location": pd.Series([], dtype=bool),
             "months_active": pd.Series([], dtype=np.int64),
+            "overlap_share": pd.Series([], dtype=np.float64),
             "gi_hotspot": pd.Series([], dtype=bool),
             "kde_hotspot": pd.Series([], dtype=bool),
             **{k: pd.Series([], dtype=v) for k, v in (extra or {}).items()},
@@ -234,14 +338,72 @@ def _rank(places: pd.DataFrame, denom: pd.Series, id_col: str, top_n: int) -> pd
     return places[places["patrol_rank"] <= top_n].reset_index(drop=True)
 
 
-def _describe(
-    places: pd.DataFrame, recs: pd.DataFrame, keys: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``crime_types`` and ``top_location`` of each kept place; also the kept places' records.
+def _keep(
+    places: pd.DataFrame, nb_ids: pd.Index, *, min_records: int, min_overlap: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Places with at least ``min_records`` records and an ``overlap_share`` of at least
+    ``min_overlap``, and an account of those left out (plain values, ready for JSON)."""
+    too_few = places["n_records"].to_numpy() < min_records
+    outside = places["overlap_share"].to_numpy(dtype=np.float64) < min_overlap
+    drop = too_few | outside
+    nb = places["nb"].to_numpy(np.int64)
+    k = len(nb_ids)
 
-    ``crime_types``: ``"Burglary 7; Robbery 2"`` with :data:`GROUP_LABELS`, most harmful group
-    first; ``top_location``: the most frequent location text (ties alphabetical, missing text
-    skipped).
+    def per_nb(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(nb[mask], minlength=k)
+
+    summary = {
+        "min_records": int(min_records),
+        "min_overlap": float(min_overlap),
+        "places": int(len(places)),
+        "left_out": int(drop.sum()),
+        "too_few_records": int(too_few.sum()),
+        "mostly_outside": int((outside & ~too_few).sum()),
+        "harm_left_out": float(places.loc[drop, "harm"].sum()),
+        "by_neighbourhood": [
+            {
+                "neighbourhood_id": _plain(nid),
+                "places": int(a),
+                "qualifying": int(b),
+                "too_few_records": int(c),
+                "mostly_outside": int(d),
+            }
+            for nid, a, b, c, d in zip(
+                nb_ids,
+                per_nb(np.ones(nb.size, bool)),
+                per_nb(~drop),
+                per_nb(too_few),
+                per_nb(outside & ~too_few),
+                strict=True,
+            )
+        ],
+    }
+    return places.loc[~drop], summary
+
+
+def _type_text(by_group: pd.DataFrame, keys: list[str], max_types: int | None) -> pd.Series:
+    """``"Theft 7; Robbery 2; +3 more"``: the first ``max_types`` lines of each place (in
+    ``by_group`` order), then the number of groups left out; ``None``: every group."""
+    grouped = by_group.groupby(keys, sort=False)
+    if max_types is None:
+        return grouped["text"].agg("; ".join)
+    pos = grouped.cumcount().to_numpy()
+    top = by_group.loc[pos < max_types].groupby(keys, sort=False)["text"].agg("; ".join)
+    more = (grouped.size() - max_types).reindex(top.index)
+    suffix = np.where(more.to_numpy() > 0, "; +" + more.astype(str) + " more", "")
+    return top + suffix
+
+
+def _describe(
+    places: pd.DataFrame, recs: pd.DataFrame, keys: list[str], *, max_types: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``crime_types``, ``crime_types_all`` and ``top_location`` of each kept place; also the
+    kept places' records.
+
+    ``crime_types_all``: ``"Burglary 7; Robbery 2"`` with :data:`GROUP_LABELS`, most harmful
+    group first (ties: more records, then alphabetical); ``crime_types``: its first
+    ``max_types`` groups and ``"+N more"`` when there are more; ``top_location``: the most
+    frequent location text (ties alphabetical, missing text skipped).
     """
     n = len(keys)
     kept = recs.merge(places[keys], on=keys, how="inner")
@@ -255,9 +417,14 @@ def _describe(
     )
     by_group = by_group.sort_values(
         [*keys, "h", "k", "label"], ascending=[True] * n + [False, False, True], kind="stable"
-    )
+    ).reset_index(drop=True)
     by_group["text"] = by_group["label"] + " " + by_group["k"].astype("string")
-    types = by_group.groupby(keys, sort=False)["text"].agg("; ".join).rename("crime_types")
+    types = pd.DataFrame(
+        {
+            "crime_types": _type_text(by_group, keys, max_types),
+            "crime_types_all": _type_text(by_group, keys, None),
+        }
+    )
     locs = (
         kept.dropna(subset=["location"])
         .groupby([*keys, "location"], sort=False)
@@ -376,6 +543,51 @@ def _kde_flags(
     return _is_kde_hot(mean, cut)
 
 
+_POLYGON_TYPES = (shapely.GeometryType.POLYGON.value, shapely.GeometryType.MULTIPOLYGON.value)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """The polygon parts of each geometry (an intersection may add lines or points where the
+    shapes only touch); an empty Polygon when there are none."""
+    out = geoms.copy()
+    for i in np.flatnonzero(~np.isin(shapely.get_type_id(geoms), _POLYGON_TYPES)):
+        parts = shapely.get_parts(shapely.get_parts(geoms[i]))
+        parts = parts[np.isin(shapely.get_type_id(parts), _POLYGON_TYPES)]
+        parts = parts[shapely.area(parts) > 0]
+        if parts.size == 0:
+            out[i] = shapely.Polygon()
+        else:
+            out[i] = parts[0] if parts.size == 1 else shapely.multipolygons(parts)
+    return out
+
+
+def _overlap(shapes: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of each shape inside its owner polygon (by area for polygons, by length for lines;
+    rounded to 6 decimals), and the shape clipped to the owner.
+
+    Shapes wholly inside keep share 1 and their own geometry without any overlay; a polygon
+    with no area inside keeps its whole geometry as the clipped one.
+    """
+    share = np.ones(shapes.size, dtype=np.float64)
+    clipped = shapes.copy()
+    if shapes.size == 0:
+        return share, clipped
+    shapely.prepare(owners)
+    edge = np.flatnonzero(~shapely.contains(owners, shapes))
+    if edge.size == 0:
+        return share, clipped
+    part = shapely.intersection(shapes[edge], owners[edge])
+    polygons = np.isin(shapely.get_type_id(shapes[edge]), _POLYGON_TYPES)
+    part[polygons] = _polygonal(part[polygons])
+    size = np.where(polygons, shapely.area(shapes[edge]), shapely.length(shapes[edge]))
+    inside = np.where(polygons, shapely.area(part), shapely.length(part))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share[edge] = np.clip(np.round(np.where(size > 0, inside / size, 0.0), 6), 0.0, 1.0)
+    has = polygons & (inside > 0)
+    clipped[edge[has]] = part[has]
+    return share, clipped
+
+
 def _result(
     places: pd.DataFrame,
     nb_ids: pd.Index,
@@ -395,14 +607,38 @@ def _result(
             "harm": places["harm"].to_numpy(np.float64),
             "harm_share": places["harm_share"].to_numpy(np.float64),
             "crime_types": pd.array(places["crime_types"], dtype="string"),
+            "crime_types_all": pd.array(places["crime_types_all"], dtype="string"),
             "top_location": pd.array(places["top_location"], dtype="string"),
+            "generic_location": is_generic_location(places["top_location"]),
             "months_active": places["months_active"].to_numpy(np.int64),
+            "overlap_share": places["overlap_share"].to_numpy(np.float64),
             "gi_hotspot": gi,
             "kde_hotspot": kde,
             **(extra or {}),
         }
     )
     return gpd.GeoDataFrame(out, geometry=geometry, crs=_CRS)
+
+
+_NO_PLACES = pd.DataFrame(
+    {
+        "nb": pd.Series([], dtype=np.int64),
+        "n_records": pd.Series([], dtype=np.int64),
+        "harm": pd.Series([], dtype=np.float64),
+        "overlap_share": pd.Series([], dtype=np.float64),
+    }
+)
+
+
+def _check_options(top_n: int, min_records: int, min_overlap: float, max_types: int) -> None:
+    if top_n < 1:
+        raise ValueError("top_n must be at least 1")
+    if min_records < 1:
+        raise ValueError("min_records must be at least 1")
+    if not 0.0 <= min_overlap <= 1.0:
+        raise ValueError("min_overlap must be a share between 0 and 1")
+    if max_types < 1:
+        raise ValueError("max_crime_types must be at least 1")
 
 
 def micro_places(
@@ -416,6 +652,10 @@ def micro_places(
     density: DensityGrid | None = None,
     density_quantile: float = 0.95,
     density_threshold: float | None = None,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
+    max_crime_types: int = 3,
+    clip: bool = True,
 ) -> gpd.GeoDataFrame:
     """Rank the grid cells inside each priority neighbourhood by harm: the patrol target list.
 
@@ -446,6 +686,16 @@ def micro_places(
         positive and at or above this quantile of the surface's valid cells.
     density_threshold
         Absolute density to use instead of the quantile.
+    min_records
+        Cells with fewer records are not listed (nor ranked); their harm still counts in the
+        neighbourhood's harm, the denominator of ``harm_share``.
+    min_overlap
+        Cells with a smaller ``overlap_share`` are not listed (nor ranked); 0 lists every cell.
+    max_crime_types
+        Crime groups named in ``crime_types`` (the rest are counted as ``"+N more"``).
+    clip
+        Clip each cell's geometry to its neighbourhood (where its records are); a cell with no
+        area inside keeps its square. ``cell_id`` always names the whole square.
 
     Returns
     -------
@@ -453,24 +703,39 @@ def micro_places(
         One row per kept cell, ordered by neighbourhood then rank, with the columns of
         :data:`MICRO_COLUMNS`: ``patrol_rank`` (1 = most harm; ties broken by records, then
         ``cell_id``), ``n_records``, ``harm`` (days), ``harm_share`` (of all the
-        neighbourhood's harm; NaN when it has none), ``crime_types`` (``"Burglary 7; Robbery 2"``
-        using :data:`GROUP_LABELS`, most harmful group first), ``top_location`` (most frequent
-        location text, ties alphabetical), ``months_active`` (distinct months), ``gi_hotspot``,
-        ``kde_hotspot`` and ``geometry`` (the cell square, EPSG:27700).
+        neighbourhood's harm, listed cells or not; NaN when it has none), ``crime_types_all``
+        (``"Burglary 7; Robbery 2"`` using :data:`GROUP_LABELS`, most harmful group first; ties
+        to more records, then alphabetical), ``crime_types`` (its first ``max_crime_types``
+        groups, then ``"+N more"``), ``top_location`` (most frequent location text, ties
+        alphabetical), ``generic_location`` (the top location is a generic police.uk map point,
+        see :func:`is_generic_location`: check on the ground), ``months_active`` (distinct
+        months), ``overlap_share`` (share of the cell square's area inside the neighbourhood),
+        ``gi_hotspot``, ``kde_hotspot`` and ``geometry`` (the cell square, clipped to the
+        neighbourhood with ``clip``; EPSG:27700).
+
+        ``attrs["left_out"]`` (plain values, ready for JSON) counts the occupied cells
+        (``places``), those not listed because of ``min_records`` (``too_few_records``) or
+        else ``min_overlap`` (``mostly_outside``), their harm (``harm_left_out``), and the same
+        per neighbourhood in frame order (``by_neighbourhood``, with ``qualifying``: cells that
+        pass both, before ``top_n``).
     """
     if cell_size < 1:
         raise ValueError("cell_size must be at least 1 m")
-    if top_n < 1:
-        raise ValueError("top_n must be at least 1")
+    _check_options(top_n, min_records, min_overlap, max_crime_types)
     nbh = _to_bng(neighbourhoods)
     nb_ids = nbh.index
+    nb_geoms = nbh.geometry.to_numpy()
     pts = _located(points)
     px = pts["x"].to_numpy(dtype=np.float64)
     py = pts["y"].to_numpy(dtype=np.float64)
-    nb = _first_containing(px, py, nbh.geometry.to_numpy())
+    nb = _first_containing(px, py, nb_geoms)
     take = np.flatnonzero(nb >= 0)
     if take.size == 0:
-        return _empty_result()
+        out = _empty_result()
+        out.attrs["left_out"] = _keep(
+            _NO_PLACES, nb_ids, min_records=min_records, min_overlap=min_overlap
+        )[1]
+        return out
     recs = _records(pts, take)
     recs["nb"] = nb[take]
     recs["col"], recs["row"] = _cell_index(px[take], py[take], cell_size)
@@ -478,8 +743,14 @@ def micro_places(
     keys = ["nb", "col", "row"]
     cells = _aggregate(recs, keys)
     cells["cell_id"] = cell_ids(cells["col"], cells["row"], cell_size=cell_size)
+    c = cells["col"].to_numpy(np.float64)
+    r = cells["row"].to_numpy(np.float64)
+    squares = shapely.box(c * cell_size, r * cell_size, (c + 1) * cell_size, (r + 1) * cell_size)
+    cells["overlap_share"], cells["clipped"] = _overlap(squares, nb_geoms[cells["nb"].to_numpy()])
+    cells["square"] = squares
+    cells, left_out = _keep(cells, nb_ids, min_records=min_records, min_overlap=min_overlap)
     cells = _rank(cells, recs.groupby("nb")["harm"].sum(), "cell_id", top_n)
-    cells, kept = _describe(cells, recs, keys)
+    cells, kept = _describe(cells, recs, keys, max_types=max_crime_types)
 
     c = cells["col"].to_numpy(np.float64)
     r = cells["row"].to_numpy(np.float64)
@@ -498,8 +769,10 @@ def micro_places(
         quantile=density_quantile,
         threshold=density_threshold,
     )
-    geometry = shapely.box(c * cell_size, r * cell_size, (c + 1) * cell_size, (r + 1) * cell_size)
-    return _result(cells, nb_ids, id_col="cell_id", gi=gi, kde=kde, geometry=geometry)
+    geometry = cells["clipped" if clip else "square"].to_numpy()
+    out = _result(cells, nb_ids, id_col="cell_id", gi=gi, kde=kde, geometry=geometry)
+    out.attrs["left_out"] = left_out
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,6 +1008,9 @@ def segment_places(
     density: DensityGrid | None = None,
     density_quantile: float = 0.95,
     density_threshold: float | None = None,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
+    max_crime_types: int = 3,
 ) -> gpd.GeoDataFrame:
     """Rank the street segments of each priority neighbourhood by harm: the patrol target list.
 
@@ -774,6 +1050,9 @@ def segment_places(
     density, density_quantile, density_threshold
         As for :func:`micro_places`; the density of a segment is the mean of the surface
         sampled along it, one sample per surface cell length (at least one, at the midpoint).
+    min_records, min_overlap, max_crime_types
+        As for :func:`micro_places`; a segment's ``overlap_share`` is the share of its length
+        inside its neighbourhood. Segments are never clipped: records snap to the whole line.
 
     Returns
     -------
@@ -784,6 +1063,7 @@ def segment_places(
         neighbourhood's harm (records on its segments plus its unsnapped records); ``top_location``
         is the most frequent police.uk location text, else the street name; ``street`` is the
         street name and ``snap_distance_m_max`` the furthest any of its records was moved.
+        ``attrs["left_out"]`` as for :func:`micro_places`, of segments.
 
         ``attrs["snap_summary"]`` (plain Python values, ready for JSON) accounts for every
         located record inside a neighbourhood or on one of its segments: ``max_snap_m``;
@@ -795,8 +1075,7 @@ def segment_places(
         ``harm_on_segments``) per neighbourhood in frame order. For every neighbourhood,
         records inside it = ``on_segments - snapped_in + snapped_out + unsnapped``.
     """
-    if top_n < 1:
-        raise ValueError("top_n must be at least 1")
+    _check_options(top_n, min_records, min_overlap, max_crime_types)
     if not np.isfinite(max_snap_m) or max_snap_m <= 0:
         raise ValueError("max_snap_m must be a positive number of metres")
     for col in ("segment_id", "street"):
@@ -901,6 +1180,9 @@ def segment_places(
     if take.size == 0:
         out = _empty_result(_SEGMENT_EXTRA)
         out.attrs["snap_summary"] = summary
+        out.attrs["left_out"] = _keep(
+            _NO_PLACES, nb_ids, min_records=min_records, min_overlap=min_overlap
+        )[1]
         return out
     recs = _records(pts, take)
     recs["nb"] = rec_nb[take]
@@ -910,9 +1192,13 @@ def segment_places(
     keys = ["nb", "seg"]
     places = _aggregate(recs, keys, snap_distance_m_max=("snap", "max"))
     places["segment_id"] = seg_ids[places["seg"].to_numpy()]
+    places["overlap_share"] = _overlap(
+        lines[places["seg"].to_numpy()], nb_geoms[places["nb"].to_numpy()]
+    )[0]
+    places, left_out = _keep(places, nb_ids, min_records=min_records, min_overlap=min_overlap)
     denom = recs.groupby("nb")["harm"].sum().add(pd.Series(unsnapped_harm), fill_value=0.0)
     places = _rank(places, denom, "segment_id", top_n)
-    places, kept = _describe(places, recs, keys)
+    places, kept = _describe(places, recs, keys, max_types=max_crime_types)
     pos = places["seg"].to_numpy()
     places["street"] = pd.array(streets[pos], dtype="string")
     places["top_location"] = places["top_location"].astype("string").fillna(places["street"])
@@ -936,4 +1222,5 @@ def segment_places(
         },
     )
     out.attrs["snap_summary"] = summary
+    out.attrs["left_out"] = left_out
     return out

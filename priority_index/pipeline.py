@@ -799,9 +799,11 @@ def choose_neighbourhoods(
             hot_lsoas=hot_lsoas,
             density=hot.surfaces.get("total_harm"),
             density_quantile=settings.micro.density_quantile,
+            min_records=settings.micro.min_records,
+            min_overlap=settings.micro.min_overlap,
+            max_crime_types=settings.micro.max_crime_types,
         )
         snap = dict(micro_places.attrs.get("snap_summary", {}))
-        micro_places.attrs = {}
         inputs.notes.append(
             f"Micro-places are street segments (at most {settings.micro.segment_length_m:g} m): "
             f"{snap.get('on_segments', 0):,} of {snap.get('records', 0):,} records snapped within "
@@ -817,6 +819,19 @@ def choose_neighbourhoods(
             hot_lsoas=hot_lsoas,
             density=hot.surfaces.get("total_harm"),
             density_quantile=settings.micro.density_quantile,
+            min_records=settings.micro.min_records,
+            min_overlap=settings.micro.min_overlap,
+            max_crime_types=settings.micro.max_crime_types,
+            clip=settings.micro.clip_cells,
+        )
+    left = dict(micro_places.attrs.get("left_out", {}))
+    micro_places.attrs = {}
+    if left.get("left_out"):
+        inputs.notes.append(
+            f"{left['left_out']} of {left['places']} occupied micro-places are not listed: "
+            f"{left['too_few_records']} with fewer than {settings.micro.min_records} records, "
+            f"{left['mostly_outside']} less than {settings.micro.min_overlap:.0%} inside their "
+            "neighbourhood (their harm still counts in the shares)."
         )
     if settings.trial.units == "micro_places" and len(micro_places):
         units = micro_places[["cell_id", "neighbourhood_id", "harm", "geometry"]].reset_index(

@@ -888,3 +888,175 @@ def test_neighbourhood_map_draws_line_micro_places_offline(borough, segment_micr
     image = matplotlib.image.imread(screenshot(plain, tmp_path / "segments.png"))[..., :3]
     yellow = np.array([0xFF, 0xE1, 0x4D]) / 255
     assert (np.abs(image - yellow).max(axis=2) < 0.05).sum() > 50
+
+
+# ------------------------------------------------------------------------------------------
+# What the micro-places are made of, listing rules, generic police.uk points, markers
+
+XSS_NOTE = "Micro-places & density: <b>police.uk</b> burglary points, 2024/25 only `${x}`"
+NOTE_ESCAPED = (
+    "Micro-places &amp; density: &lt;b&gt;police.uk&lt;/b&gt; burglary points, 2024/25 only "
+    "&#96;&#36;{x}&#96;"
+)
+
+
+def _flagged_micro(micro: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Neighbourhood 2's micro-places with rank 2 at a generic police.uk point and rank 3
+    mostly outside the neighbourhood."""
+    out = micro.copy()
+    out["generic_location"] = False
+    out["overlap_share"] = 1.0
+    in2 = out["neighbourhood_id"] == 2
+    out.loc[in2 & (out["patrol_rank"] == 2), ["top_location", "generic_location"]] = [
+        "On or near Supermarket",
+        True,
+    ]
+    out.loc[in2 & (out["patrol_rank"] == 3), "overlap_share"] = 0.093
+    out.loc[in2 & (out["patrol_rank"] == 4), "overlap_share"] = 0.5  # not "mostly outside"
+    return out
+
+
+def test_points_note_banner_and_density_label(borough):
+    lsoas, neighbourhoods, micro, density = borough
+    overview = maps.overview_map(
+        lsoas,
+        neighbourhoods=neighbourhoods,
+        micro_places=micro,
+        density=density,
+        points_note=XSS_NOTE,
+        density_label="burglary harm days per km2",
+        show=["deciles", "density"],
+    )
+    assert overview.count(NOTE_ESCAPED) == 1 and 'class="pi-banner"' in overview
+    assert "<b>police.uk" not in overview and "${x}" not in overview
+    assert "<h2>Density surface (burglary harm days per km2)</h2>" in overview
+    page = maps.neighbourhood_map(
+        1,
+        lsoas,
+        neighbourhoods,
+        micro,
+        density=density,
+        points_note=XSS_NOTE,
+        density_label="burglary harm days per km2",
+    )
+    # on the map, and above the patrol table
+    assert page.count(NOTE_ESCAPED) == 2
+    side = page[page.index('<aside class="pi-side">') :]
+    assert side.index(NOTE_ESCAPED) < side.index('<table class="pi-patrol">')
+    assert "<h2>Density surface (burglary harm days per km2)</h2>" in page
+    # without: no banner, and the surface's own units (none given for a bare tuple)
+    plain = maps.neighbourhood_map(1, lsoas, neighbourhoods, micro, density=density)
+    assert 'class="pi-banner"' not in plain and 'class="pi-points-note"' not in plain
+    assert "<h2>Density surface</h2>" in plain
+    blank = maps.overview_map(lsoas, points_note="  ", density_label="")
+    assert 'class="pi-banner"' not in blank
+    units = SimpleDensity(*density, units="harm days per km2")
+    assert "<h2>Density surface (harm days per km2)</h2>" in maps.overview_map(
+        lsoas, density=units, show=["density"]
+    )
+
+
+class SimpleDensity:
+    def __init__(self, values, transform, *, units):
+        self.values, self.transform, self.units, self.crs = values, transform, units, "EPSG:27700"
+
+
+def test_min_records_message_and_caption(borough):
+    lsoas, neighbourhoods, micro, _ = borough
+    listed = micro[micro["neighbourhood_id"] != 4]
+    page = maps.neighbourhood_map(4, lsoas, neighbourhoods, listed, min_records=3)
+    assert _table_rows(page) == [["No micro-place reaches 3 records."]]
+    assert "Listed: micro-places with at least 3 records." in page
+    both = maps.neighbourhood_map(4, lsoas, neighbourhoods, listed, min_records=3, min_overlap=0.25)
+    assert (
+        "No micro-place reaches 3 records and has at least 25% of its area inside the "
+        "neighbourhood." in both
+    )
+    # a neighbourhood with places: the caption states the rule, the rows are the places
+    page = maps.neighbourhood_map(2, lsoas, neighbourhoods, micro, min_records=3)
+    assert "Listed: micro-places with at least 3 records." in page
+    assert len(_table_rows(page)) == 8
+    # the default rule (1 record) is not stated, and no micro-places at all reads as before
+    assert "Listed:" not in maps.neighbourhood_map(2, lsoas, neighbourhoods, micro)
+    assert "No micro-places were identified here." in maps.neighbourhood_map(
+        4, lsoas, neighbourhoods, listed
+    )
+    assert "No micro-places were identified here." in maps.neighbourhood_map(
+        4, lsoas, neighbourhoods, None, min_records=3
+    )
+
+
+def test_generic_locations_and_mostly_outside_cells_in_the_table(borough):
+    lsoas, neighbourhoods, micro, _ = borough
+    flagged = _flagged_micro(micro)
+    page = maps.neighbourhood_map(2, lsoas, neighbourhoods, flagged)
+    rows = _table_rows(page)
+    assert rows[1][2].startswith('On or near Supermarket <span class="pi-generic"')
+    assert "\u2020</span>" in rows[1][2]
+    assert all("pi-generic" not in r[2] for i, r in enumerate(rows) if i != 1)
+    assert page.count('<p class="pi-foot">\u2020 generic police.uk point: check on the ground') == 1
+    # the numbered marker and its tooltip say so too, and the key explains the colour
+    assert page.count('class=\\"pi-num pi-num-generic\\"\\u003e2\\u003c/div') == 1
+    assert "2. On or near Supermarket (" in page and ") \u2020 generic police.uk point" in page
+    assert "Generic police.uk point: check on the ground" in page
+    # share inside shown for the cell mostly outside only
+    assert rows[2][1].endswith('<span class="pi-inside">9.3% inside</span>')
+    assert "inside" not in rows[3][1] and "inside" not in rows[0][1]
+    # the overview tooltips carry both
+    overview = maps.overview_map(lsoas, neighbourhoods=neighbourhoods, micro_places=flagged)
+    assert "On or near Supermarket (generic police.uk point: check on the ground)" in overview
+    assert '"inside": "9.3%"' in overview and "Inside the neighbourhood" in overview
+    # pages without the new columns have no marker, footnote or share
+    plain = maps.neighbourhood_map(2, lsoas, neighbourhoods, micro)
+    for mark in ('class="pi-generic"', 'class="pi-foot"', 'class="pi-inside"', "generic\\"):
+        assert mark not in plain
+
+
+def test_number_markers_are_small_and_beside_their_place(neighbourhood_html):
+    assert '"iconSize": [18, 18]' in neighbourhood_html
+    assert '"iconAnchor": [-3, 21]' in neighbourhood_html
+    assert "width: 18px; height: 18px;" in neighbourhood_html
+    assert "Crime types (most harm first)" in neighbourhood_html
+
+
+@pytest.mark.browser
+def test_banner_and_offset_numbers_in_chromium(borough, tmp_path):
+    lsoas, neighbourhoods, micro, _ = borough
+    html = maps.neighbourhood_map(
+        2,
+        lsoas,
+        neighbourhoods,
+        _flagged_micro(micro),
+        points_note=XSS_NOTE,
+        min_records=2,
+        basemap=False,
+    )
+    # every number's circle lies up and to the right of its place: the place stays visible
+    # (transitions off first: under virtual time a zoom transition may not have ended)
+    actions = """
+      var still = document.createElement("style");
+      still.textContent = "* { transition: none !important; }";
+      document.head.appendChild(still);
+      void document.body.offsetHeight;
+      var c = map.getContainer().getBoundingClientRect();
+      map.eachLayer(function (l) {
+        if (!(l._icon && l._icon.querySelector(".pi-num"))) return;
+        var p = map.latLngToContainerPoint(l.getLatLng());
+        var r = l._icon.querySelector(".pi-num").getBoundingClientRect();
+        var clear = c.left + p.x < r.left && c.top + p.y > r.bottom && r.width === 18;
+        done.push(clear ? "clear" : "covers");
+      });
+    """
+    page = tmp_path / "banner.html"
+    page.write_text(_with_hook(html, actions), encoding="utf-8")
+    dom = dump_dom(page)
+    assert re.search(r'data-hook="(clear,){7}clear"', dom)
+    # the banner is a control on the map (above the layer control), its text escaped
+    controls = re.search(r'<div class="leaflet-top leaflet-right">(.*?)</section>', dom, re.S)
+    assert controls is not None
+    first = controls.group(1)
+    assert first.index("pi-banner") < first.index("leaflet-control-layers")
+    assert NOTE_ESCAPED.replace("&#96;", "`").replace("&#36;", "$") in first
+    assert "<b>police.uk</b>" not in _without_scripts(dom)
+    assert _count(r'<div class="pi-num pi-num-generic">2</div>', dom) == 1
+    _assert_no_injection(dom)

@@ -16,11 +16,14 @@ from affine import Affine
 
 from priority_index.density import DensityGrid
 from priority_index.micro import (
+    GENERIC_LOCATIONS,
     MICRO_COLUMNS,
     SEGMENT_COLUMNS,
     cell_ids,
     cell_totals,
+    is_generic_location,
     micro_places,
+    points_note,
     segment_places,
     street_segments,
 )
@@ -628,3 +631,257 @@ def test_segment_places_empty_and_bad_segments(street_points, neighbourhoods, se
         segment_places(street_points, neighbourhoods, segments.drop(columns="segment_id"))
     with pytest.raises(ValueError, match="unique"):
         segment_places(street_points, neighbourhoods, pd.concat([segments, segments.iloc[:1]]))
+
+
+# --------------------------------------------------------------------------------------------
+# Listing rules and checks for the patrol planner: min_records, overlap_share / min_overlap,
+# generic police.uk locations, crime types in short
+
+
+def test_min_records_leaves_places_out_but_not_their_harm(points, neighbourhoods):
+    out = micro_places(points, neighbourhoods, cell_size=100.0, min_records=3)
+    # N1: cell B (2 records) and the border cell (1) go; N2's cells hold 2, 2 and 1: none left.
+    assert list(out["neighbourhood_id"]) == ["N1", "N1"]
+    assert list(out["cell_id"]) == ["E530000N160000", "E530200N160000"]
+    assert list(out["patrol_rank"]) == [1, 2]  # ranked among the listed cells
+    # shares are still of all of N1's harm (1476), listed cells or not
+    np.testing.assert_allclose(out["harm_share"], np.array([665.0, 10.0]) / 1476.0)
+    left = out.attrs["left_out"]
+    assert json.loads(json.dumps(left)) == left  # plain values, ready for the manifest
+    assert {k: v for k, v in left.items() if k != "by_neighbourhood"} == {
+        "min_records": 3,
+        "min_overlap": 0.0,
+        "places": 7,
+        "left_out": 5,
+        "too_few_records": 5,
+        "mostly_outside": 0,
+        "harm_left_out": 800.0 + 1.0 + 150.0,
+    }
+    assert [
+        (r["neighbourhood_id"], r["places"], r["qualifying"]) for r in left["by_neighbourhood"]
+    ] == [
+        ("N1", 4, 2),
+        ("N2", 3, 0),
+    ]
+    # the default lists every occupied cell
+    assert len(micro_places(points, neighbourhoods, cell_size=100.0)) == 7
+    with pytest.raises(ValueError, match="min_records"):
+        micro_places(points, neighbourhoods, min_records=0)
+
+
+@pytest.fixture
+def offset_neighbourhoods() -> gpd.GeoDataFrame:
+    """N1 and N2 meeting at x = 250, half way across the 100 m cells of column 2."""
+    return gpd.GeoDataFrame(
+        {"name": ["West", "East"]},
+        geometry=[
+            shapely.box(E0, N0, E0 + 250, N0 + 200),
+            shapely.box(E0 + 250, N0, E0 + 500, N0 + 200),
+        ],
+        index=pd.Index(["N1", "N2"], name="neighbourhood_id"),
+        crs="EPSG:27700",
+    )
+
+
+def test_overlap_share_clip_and_min_overlap(points, offset_neighbourhoods):
+    out = micro_places(points, offset_neighbourhoods, cell_size=100.0)
+    by = out.set_index(["neighbourhood_id", "cell_id"])
+    # Cell C (x 200..300) is split by the boundary: its theft on x = 250 is N1's, its five ASB
+    # at x = 260 are N2's; half of the square lies in each.
+    assert by.loc[("N1", "E530200N160000"), "overlap_share"] == 0.5
+    assert by.loc[("N2", "E530200N160000"), "overlap_share"] == 0.5
+    assert by.loc[("N1", "E530200N160000"), "n_records"] == 1
+    assert by.loc[("N2", "E530200N160000"), "n_records"] == 5
+    assert by.loc[("N1", "E530000N160000"), "overlap_share"] == 1.0
+    assert out["overlap_share"].dtype == np.float64
+    # the geometry is the part of the square inside the neighbourhood; the id names the square
+    geom = by.loc[("N1", "E530200N160000"), "geometry"]
+    assert geom.equals(shapely.box(E0 + 200, N0, E0 + 250, N0 + 100))
+    assert by.loc[("N2", "E530200N160000"), "geometry"].equals(
+        shapely.box(E0 + 250, N0, E0 + 300, N0 + 100)
+    )
+    assert by.loc[("N1", "E530000N160000"), "geometry"].equals(
+        shapely.box(E0, N0, E0 + 100, N0 + 100)
+    )
+    whole = micro_places(points, offset_neighbourhoods, cell_size=100.0, clip=False)
+    assert (
+        whole.set_index(["neighbourhood_id", "cell_id"])
+        .loc[("N1", "E530200N160000"), "geometry"]
+        .equals(shapely.box(E0 + 200, N0, E0 + 300, N0 + 100))
+    )
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(whole.drop(columns="geometry")), pd.DataFrame(out.drop(columns="geometry"))
+    )
+    # min_overlap leaves the half cells out; ranks close up, shares keep their denominators
+    kept = micro_places(points, offset_neighbourhoods, cell_size=100.0, min_overlap=0.6)
+    listed = set(zip(kept["neighbourhood_id"], kept["cell_id"], strict=True))
+    assert ("N1", "E530200N160000") not in listed and ("N2", "E530200N160000") not in listed
+    n1 = kept[kept["neighbourhood_id"] == "N1"]
+    assert list(n1["patrol_rank"]) == [1, 2]
+    np.testing.assert_allclose(n1["harm_share"], np.array([800.0, 665.0]) / 1475.0)
+    assert kept.attrs["left_out"]["mostly_outside"] == 2
+    # 0.5 is enough for min_overlap=0.5 (at or above)
+    assert len(
+        micro_places(points, offset_neighbourhoods, cell_size=100.0, min_overlap=0.5)
+    ) == len(out)
+    with pytest.raises(ValueError, match="min_overlap"):
+        micro_places(points, offset_neighbourhoods, min_overlap=1.5)
+
+
+def test_cell_touching_its_neighbourhood_only_on_an_edge(points, neighbourhoods):
+    out = micro_places(points, neighbourhoods, cell_size=100.0)
+    border = out[(out["neighbourhood_id"] == "N1") & (out["cell_id"] == "E530300N160000")]
+    # The record on the N1/N2 boundary is N1's, but its square lies wholly in N2: no area
+    # inside, so the whole square is kept as the geometry (nothing to clip to).
+    assert border["overlap_share"].tolist() == [0.0]
+    assert border.geometry.iloc[0].equals(shapely.box(E0 + 300, N0, E0 + 400, N0 + 100))
+    assert (out.loc[out.index != border.index[0], "overlap_share"] == 1.0).all()
+    assert len(micro_places(points, neighbourhoods, cell_size=100.0, min_overlap=0.01)) == 6
+
+
+def test_overlap_on_a_ragged_boundary_is_polygonal():
+    # A neighbourhood whose edge crosses a cell and touches it again at a single corner: the
+    # intersection holds a polygon and a point; only the polygon is kept.
+    nb = gpd.GeoDataFrame(
+        geometry=[
+            shapely.Polygon(
+                [
+                    (E0, N0),
+                    (E0 + 60, N0),
+                    (E0 + 60, N0 + 100),
+                    (E0 + 100, N0 + 100),
+                    (E0 + 100, N0 + 200),
+                    (E0, N0 + 200),
+                ]
+            )
+        ],
+        index=pd.Index([1], name="neighbourhood_id"),
+        crs="EPSG:27700",
+    )
+    pts = pd.DataFrame([rec(10, 10, "burglary", 60.0, "2024-01", "On or near A Road", "E1")])
+    out = micro_places(pts, nb, cell_size=100.0)
+    assert out["overlap_share"].tolist() == [0.6]
+    assert out.geometry.iloc[0].equals(shapely.box(E0, N0, E0 + 60, N0 + 100))
+    assert out.geometry.iloc[0].geom_type == "Polygon"
+
+
+def test_generic_location_labels():
+    reviewer = [
+        "Police Station",
+        "Hospital",
+        "Supermarket",
+        "Shopping Area",
+        "Petrol Station",
+        "Bus/Coach Station",
+        "Further/Higher Educational Building",
+        "Sports/Recreation Area",
+        "Nightclub",
+        "Parking Area",
+    ]
+    assert set(reviewer) <= GENERIC_LOCATIONS
+    texts = [
+        "On or near Supermarket",
+        "on or near  SUPERMARKET ",
+        "Parking Area",
+        "On or near Theatre/Concert Hall",
+        "On or near Supermarket Road",
+        "On or near High Street",
+        "On or near Hospital Lane",
+        "No Location",
+        "",
+        None,
+        np.nan,
+    ]
+    assert is_generic_location(texts).tolist() == [True] * 4 + [False] * 7
+    assert is_generic_location(pd.Series([], dtype="string")).tolist() == []
+
+
+def test_generic_location_flagged_not_dropped(points, neighbourhoods):
+    pts = points.copy()
+    pts.loc[pts["location"] == "On or near Church Lane", "location"] = "On or near Petrol Station"
+    out = micro_places(pts, neighbourhoods, cell_size=100.0)
+    assert out["generic_location"].dtype == bool
+    flagged = out.loc[out["generic_location"], ["cell_id", "top_location", "patrol_rank"]]
+    assert flagged.values.tolist() == [["E530100N160100", "On or near Petrol Station", 1]]
+    assert len(out) == len(micro_places(points, neighbourhoods, cell_size=100.0))
+
+
+def crime_mix() -> pd.DataFrame:
+    """One cell with five crime groups; theft has the most records but little harm."""
+    rows = [
+        rec(10, 10, "violence", 400.0, "2024-01", "On or near A Road", "E1"),
+        rec(10, 10, "robbery", 365.0, "2024-01", "On or near A Road", "E1"),
+        *[rec(10, 10, "burglary", 60.0, "2024-01", "On or near A Road", "E1") for _ in range(2)],
+        *[rec(10, 10, "theft", 10.0, "2024-01", "On or near A Road", "E1") for _ in range(9)],
+        *[rec(10, 10, "asb", 0.0, "2024-01", "On or near A Road", "E1") for _ in range(4)],
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_crime_types_top_three_and_all(neighbourhoods):
+    out = micro_places(crime_mix(), neighbourhoods, cell_size=100.0)
+    assert out["crime_types"].tolist() == [
+        "Violence Against the Person 1; Robbery 1; Burglary 2; +2 more"
+    ]
+    assert out["crime_types_all"].tolist() == [
+        "Violence Against the Person 1; Robbery 1; Burglary 2; Theft 9; Anti-social Behaviour 4"
+    ]
+    five = micro_places(crime_mix(), neighbourhoods, cell_size=100.0, max_crime_types=5)
+    assert five["crime_types"].tolist() == five["crime_types_all"].tolist()
+    four = micro_places(crime_mix(), neighbourhoods, cell_size=100.0, max_crime_types=4)
+    assert four["crime_types"].str.endswith("; Theft 9; +1 more").all()
+    one = micro_places(crime_mix(), neighbourhoods, cell_size=100.0, max_crime_types=1)
+    assert one["crime_types"].tolist() == ["Violence Against the Person 1; +4 more"]
+    with pytest.raises(ValueError, match="max_crime_types"):
+        micro_places(crime_mix(), neighbourhoods, max_crime_types=0)
+
+
+def test_new_options_leave_the_empty_frame_well_formed(points, neighbourhoods):
+    far = neighbourhoods.copy()
+    far.geometry = far.geometry.translate(10000, 0)
+    out = micro_places(points, far, min_records=3, min_overlap=0.5)
+    assert len(out) == 0 and tuple(out.columns) == MICRO_COLUMNS
+    assert out["generic_location"].dtype == bool and out["overlap_share"].dtype == np.float64
+    assert out.attrs["left_out"]["places"] == 0
+    assert [r["qualifying"] for r in out.attrs["left_out"]["by_neighbourhood"]] == [0, 0]
+
+
+def test_segment_places_overlap_min_records_and_min_overlap(
+    street_points, neighbourhoods, segments
+):
+    out = segment_places(street_points, neighbourhoods, segments)
+    share = out.set_index("cell_id")["overlap_share"]
+    # High Street east runs from x = 266.7 to 400; its midpoint (333) is in N2, 100 m of its
+    # 133.3 m lie in N2. Every other listed segment lies wholly in its neighbourhood.
+    assert share["E530333N160100-1"] == 0.75
+    assert (share.drop("E530333N160100-1") == 1.0).all()
+    # segments are not clipped: records snap to the whole line
+    hs_east = out.set_index("cell_id").loc["E530333N160100-1", "geometry"]
+    assert local(hs_east) == [(266.666667, 100), (400, 100)]
+    kept = segment_places(street_points, neighbourhoods, segments, min_overlap=0.8)
+    n2 = kept[kept["neighbourhood_id"] == "N2"]
+    assert list(n2["cell_id"]) == ["E530450N160050-1", "E530450N160150-1"]
+    assert list(n2["patrol_rank"]) == [1, 2]
+    np.testing.assert_allclose(n2["harm_share"], np.array([75.0, 25.0]) / 135.0)
+    two = segment_places(street_points, neighbourhoods, segments, min_records=2)
+    assert "E530200N160150-1" not in set(two["cell_id"])  # Back Lane: one record
+    assert two.loc[two["neighbourhood_id"] == "N1", "patrol_rank"].tolist() == [1, 2, 3]
+    assert two.attrs["left_out"]["too_few_records"] == 1
+    assert "snap_summary" in two.attrs  # the snap account is unchanged by the listing rules
+    assert two.attrs["snap_summary"] == out.attrs["snap_summary"]
+    assert out["crime_types_all"].tolist() == out["crime_types"].tolist()  # three groups at most
+    assert not out["generic_location"].any()
+
+
+def test_points_note():
+    assert points_note(
+        ["burglary", "burglary", None], "2024/25", all_groups=["burglary", "theft"]
+    ) == ("Micro-places and density: police.uk Burglary points only, 2024/25")
+    assert points_note(["burglary", "robbery"], None) == (
+        "Micro-places and density: police.uk Burglary and Robbery points"
+    )
+    groups = ["burglary", "robbery", "theft", "violence", "asb"]
+    assert points_note(groups, "2020", all_groups=groups) == (
+        "Micro-places and density: police.uk 5 crime groups points, 2020"
+    )
+    assert points_note([], "2020") == "Micro-places and density: no point data"

@@ -15,6 +15,7 @@ import pandas as pd
 from .. import __version__, indicators
 from ..composite import top_drivers
 from ..crime_groups import GROUP_LABELS
+from ..micro import points_note
 from ..sources.quarantine import REASONS
 from . import geopackage, maps, rasters, report, styles
 from .manifest import build_manifest, relative, write_json
@@ -229,6 +230,22 @@ def write_all(r: RunResult, out: Path, progress) -> None:
     web_lsoas = lsoa_index.set_index("lsoa_code")
     nb = neighbourhoods.set_index("neighbourhood_id")
     title = s.pipeline.title or s.pipeline.name
+    pts = r.inputs.points
+    cur = pts[pts["period"] == r.points_period] if r.points_period else pts.iloc[:0]
+    groups = sorted(cur["crime_group"].dropna().unique())
+    note = None
+    if groups:
+        note = points_note(
+            groups,
+            r.points_period,
+            all_groups=r.inputs.counts["crime_group"].unique(),
+            source="GENERATED police.uk-style" if r.inputs.points_generated else "police.uk",
+        )
+    label = (
+        f"{GROUP_LABELS.get(groups[0], groups[0]).lower()} harm days per km2"
+        if len(groups) == 1
+        else None
+    )
     html = maps.overview_map(
         web_lsoas,
         neighbourhoods=nb,
@@ -237,6 +254,8 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         title=title,
         basemap=s.maps.basemap,
         simplify_tolerance=s.maps.simplify_m,
+        points_note=note,
+        density_label=label,
     )
     maps.write_map(html, maps_dir / "overview.html")
     written["maps/overview.html"] = maps_dir / "overview.html"
@@ -249,6 +268,10 @@ def write_all(r: RunResult, out: Path, progress) -> None:
             density=dens,
             basemap=s.maps.basemap,
             simplify_tolerance=s.maps.simplify_m,
+            points_note=note,
+            density_label=label,
+            min_records=s.micro.min_records,
+            min_overlap=s.micro.min_overlap,
         )
         p = maps_dir / f"neighbourhood_{int(nid)}.html"
         maps.write_map(html, p)

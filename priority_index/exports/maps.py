@@ -9,7 +9,10 @@ Two builders return a whole HTML page as a string:
 
 Micro-places are grid cells (polygons, drawn as yellow squares) or street segments (lines,
 drawn as thick yellow lines over a dark casing, numbered at their midpoint); the maps draw
-whichever they are given.
+whichever they are given. A caller may say what the micro-places and the density are made of
+(``points_note``, shown as a banner on the map and above the patrol table, and
+``density_label``); places at a generic police.uk map point ("On or near Supermarket") are
+marked in the patrol table to be checked on the ground.
 
 Leaflet and jQuery are inlined from installed packages (see :mod:`.offline_assets`), so every
 layer draws offline; the OpenStreetMap basemap appears only when a network is reachable and the
@@ -115,6 +118,18 @@ _NO_TIME_NOTE = (
     "police.uk records give the month of each crime, not the time of day, so no patrol times "
     "are suggested."
 )
+#: Marker and footnote of places whose top location is a generic police.uk map point.
+_GENERIC_MARK = "\u2020"
+_GENERIC_NOTE_SHORT = "generic police.uk point: check on the ground"
+_GENERIC_NOTE = (
+    f"{_GENERIC_NOTE_SHORT}. police.uk moves every record to an anonymised map point; this one "
+    "is named after a kind of place (such as a supermarket or a parking area), not a street, "
+    "so its records may come from the streets around it."
+)
+#: Below this share inside its neighbourhood a place's share is printed in the patrol table.
+_MOSTLY_OUTSIDE = 0.5
+#: Diameter of the patrol-order number markers, in CSS pixels (border included).
+_NUM_SIZE = 18
 
 #: A density surface: ``(values, transform)``, ``(values, transform, crs)``, or an object with
 #: ``values``, ``transform`` and ``crs`` attributes (such as ``priority_index.density
@@ -605,6 +620,35 @@ class _PrintFit(branca.element.MacroElement):
         self.bounds = bounds
 
 
+class _MapBanner(branca.element.MacroElement):
+    """A banner of escaped text at the top right of the map, above the layer control (a Leaflet
+    control, so it stacks with the other controls and stays on the map in print)."""
+
+    _template = Template(
+        """
+        {% macro html(this, kwargs) %}<div class="pi-banner" id="{{ this.get_name() }}"
+        role="note">{{ this.text }}</div>{% endmacro %}
+        {% macro script(this, kwargs) %}
+        (function () {
+            var banner = document.getElementById({{ this.get_name()|tojson }});
+            var Note = L.Control.extend({
+                options: { position: "topright" },
+                onAdd: function () { return banner; }
+            });
+            new Note().addTo({{ this._parent.get_name() }});
+            L.DomEvent.disableClickPropagation(banner);
+            L.DomEvent.disableScrollPropagation(banner);
+        })();
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._name = "MapBanner"
+        self.text = _esc(text)
+
+
 _BASE_CSS = """
 .pi-key { font: 12px/1.35 system-ui, sans-serif; color: #222; }
 .pi-key h2 { font-size: 12px; margin: 6px 0 3px; }
@@ -618,10 +662,21 @@ _BASE_CSS = """
   background: rgba(255,255,255,0.85); border: 1px solid #333; border-radius: 3px;
   padding: 1px 4px; }
 .pi-num-icon { background: none; border: none; }
-.pi-num { width: 22px; height: 22px; border-radius: 50%; background: #111; color: #fff;
-  border: 2px solid #fff; box-shadow: 0 0 0 1px #111; text-align: center;
-  font: 700 12px/22px system-ui, sans-serif; }
-.pi-key, .pi-num, .pi-nb-label, .pi-side { -webkit-print-color-adjust: exact;
+.pi-num { position: relative; box-sizing: border-box; width: 18px; height: 18px;
+  border-radius: 50%; background: #111; color: #fff; border: 1.5px solid #fff;
+  box-shadow: 0 0 0 1px #111; text-align: center;
+  font: 700 10px/15px system-ui, sans-serif; letter-spacing: -0.5px; }
+.pi-num.pi-num-generic { background: #7a3b00; }
+.pi-num-icon .pi-num::before { content: ""; position: absolute; left: -7.5px; top: 16.5px;
+  width: 6px; height: 6px; box-sizing: border-box; border-radius: 50%; background: #111;
+  border: 1px solid #fff; }
+.pi-num-icon .pi-num::after { content: ""; position: absolute; left: -5.7px; top: 15.7px;
+  width: 8px; height: 2px; background: #111; transform: rotate(-45deg); }
+.pi-banner { max-width: 300px; box-sizing: border-box; background: #fff4c2;
+  border: 1px solid #8a6d00; border-radius: 4px; padding: 4px 9px;
+  font: 600 13px/1.3 system-ui, sans-serif; color: #222;
+  box-shadow: 0 1px 4px rgba(0,0,0,0.3); }
+.pi-key, .pi-num, .pi-nb-label, .pi-side, .pi-banner { -webkit-print-color-adjust: exact;
   print-color-adjust: exact; }
 .leaflet-tooltip table, .leaflet-popup-content table { border-collapse: collapse; }
 .leaflet-tooltip th, .leaflet-popup-content th { text-align: left; padding-right: 6px; }
@@ -652,6 +707,11 @@ html, body { height: 100%; margin: 0; }
 .pi-patrol td { overflow-wrap: anywhere; }
 .pi-patrol th { font-size: 11px; }
 .pi-patrol td.pi-n { text-align: right; white-space: nowrap; }
+.pi-patrol .pi-generic { color: #7a3b00; font-weight: 700; }
+.pi-patrol .pi-inside { display: block; color: #555; font-size: 11px; }
+.pi-side .pi-points-note { margin: 6px 0 0; padding: 4px 6px; background: #fff4c2;
+  border: 1px solid #8a6d00; border-radius: 3px; font-weight: 600; }
+.pi-side .pi-foot { margin: 4px 0 0; color: #333; }
 .pi-patrol thead th { background: #eee; }
 @page { size: A4 portrait; margin: 10mm; }
 @media print {
@@ -669,6 +729,18 @@ html, body { height: 100%; margin: 0; }
 """
 
 
+def _note_text(note: str | None) -> str:
+    """The caller's note, single-spaced; "" for none."""
+    return " ".join(str(note).split()) if note is not None else ""
+
+
+def _density_units(density: _Density | None, label: str | None) -> str | None:
+    """Units shown in the density legend: the caller's label, else the surface's own units."""
+    if density is None:
+        return None
+    return _note_text(label) if label is not None and _note_text(label) else density.units
+
+
 def _swatch_row(label: str, *, fill: str, line: str = "#777", opacity: float = 1.0) -> str:
     style = f"background:{fill};border-color:{line};opacity:{opacity}"
     return f'<div class="pi-row"><span class="pi-sw" style="{style}"></span>{label}</div>'
@@ -683,6 +755,7 @@ def _legend_sections(
     micro: bool,
     numbered: bool = False,
     micro_lines: bool = False,
+    generic: bool = False,
 ) -> str:
     parts = []
     if deciles:
@@ -721,9 +794,11 @@ def _legend_sections(
     elif micro:
         parts.append(_swatch_row("Micro-place (patrol cell)", fill=_MICRO_FILL, line=_MICRO_LINE))
     if numbered:
+        parts.append('<div class="pi-row"><span class="pi-num">1</span>Patrol order</div>')
+    if generic:
         parts.append(
-            '<div class="pi-row"><span class="pi-num" style="transform:scale(0.8)">1</span>'
-            "Patrol order</div>"
+            '<div class="pi-row"><span class="pi-num pi-num-generic">1</span>'
+            "Generic police.uk point: check on the ground</div>"
         )
     parts.append(
         '<div class="pi-note">The street basemap needs a network connection; every other layer '
@@ -901,8 +976,10 @@ def _micro_properties(
 ) -> list[dict[str, Any]]:
     gi = micro["gi_hotspot"] if "gi_hotspot" in micro.columns else pd.Series(False, micro.index)
     kde = micro["kde_hotspot"] if "kde_hotspot" in micro.columns else pd.Series(False, micro.index)
+    generic = _generic_flags(micro)
+    inside = _inside_shares(micro)
     props = []
-    for nb, rank, cell, records, harm, share, types, location, is_gi, is_kde in zip(
+    for nb, rank, cell, records, harm, share, types, location, is_gi, is_kde, gen, ins in zip(
         micro["neighbourhood_id"],
         micro["patrol_rank"],
         micro["cell_id"],
@@ -913,6 +990,8 @@ def _micro_properties(
         micro["top_location"],
         gi,
         kde,
+        generic,
+        inside,
         strict=True,
     ):
         flags = [
@@ -925,29 +1004,56 @@ def _micro_properties(
                 "nbhd": _esc(neighbourhood_names.get(_int_or(nb, 0), "")),
                 "patrol_rank": _int_or(rank, 0),
                 "cell": _esc(cell),
-                "location": _esc(location),
+                "location": _esc(location) + (f" ({_esc(_GENERIC_NOTE_SHORT)})" if gen else ""),
                 "types": _esc(types),
                 "records": _fmt_int(records),
                 "harm": _fmt_number(harm),
                 "share": _fmt_share(share),
                 "hotspot": " and ".join(flags) if flags else "no",
+                "inside": _fmt_share(ins),
             }
         )
     return props
 
 
+def _generic_flags(micro: gpd.GeoDataFrame) -> np.ndarray:
+    """``generic_location`` as booleans (missing column or value: False)."""
+    if "generic_location" not in micro.columns:
+        return np.zeros(len(micro), dtype=bool)
+    return micro["generic_location"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def _inside_shares(micro: gpd.GeoDataFrame) -> np.ndarray:
+    """``overlap_share`` as floats (missing column or value: NaN)."""
+    if "overlap_share" not in micro.columns:
+        return np.full(len(micro), np.nan)
+    return pd.to_numeric(micro["overlap_share"], errors="coerce").to_numpy(dtype=np.float64)
+
+
 _MICRO_TOOLTIP = (
-    ["nbhd", "patrol_rank", "cell", "location", "types", "records", "harm", "share", "hotspot"],
+    [
+        "nbhd",
+        "patrol_rank",
+        "cell",
+        "location",
+        "types",
+        "records",
+        "harm",
+        "share",
+        "hotspot",
+        "inside",
+    ],
     [
         "Neighbourhood",
         "Patrol order",
         "Cell",
         "Top location",
-        "Crime types",
+        "Crime types (most harm first)",
         "Records",
         "Harm",
         "Share of harm",
         "Hot spot by",
+        "Inside the neighbourhood",
     ],
 )
 _SEGMENT_TOOLTIP = (
@@ -1127,6 +1233,8 @@ def overview_map(
     simplify_tolerance: float = 10.0,
     precision: int = 5,
     density_quantile: float = 0.995,
+    points_note: str | None = None,
+    density_label: str | None = None,
 ) -> str:
     """Build the borough overview map as one self-contained HTML page.
 
@@ -1161,6 +1269,13 @@ def overview_map(
         Decimal places of longitude and latitude.
     density_quantile
         Quantile of the density values mapped to the top colour (robust to single spikes).
+    points_note
+        What the micro-places and the density are made of, e.g. "Micro-places and density:
+        police.uk burglary points, 2024/25 only"; shown (escaped) as a banner across the top of
+        the map. ``None`` or blank: no banner.
+    density_label
+        Units of the density in the legend (e.g. "burglary harm days per km2"); by default
+        the ``units`` of ``density`` when it has them.
 
     Returns
     -------
@@ -1240,7 +1355,7 @@ def overview_map(
     legend = _legend_sections(
         deciles=True,
         gi=has_gi,
-        density=dens.units if density_layer is not None and dens is not None else None,
+        density=_density_units(dens, density_label) if density_layer is not None else None,
         neighbourhoods=has_nb,
         micro=has_micro,
         micro_lines=lines,
@@ -1254,6 +1369,8 @@ def overview_map(
             ),
         )
     )
+    if _note_text(points_note):
+        m.add_child(_MapBanner(_note_text(points_note)))
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds(bounds)
     return _share_repeated_data(render_offline(m))
@@ -1281,23 +1398,60 @@ def _share_repeated_data(page: str) -> str:
     return _ADD_DATA.sub(repl, page)
 
 
+def _thresholds_text(
+    min_records: int, min_overlap: float, *, listed: bool, lines: bool = False
+) -> str:
+    """The listing rule: ``"reaches 3 records"`` (``listed=False``, after "No micro-place") or
+    ``"with at least 3 records"`` (``listed=True``), and the overlap rule; "" for none."""
+    parts = []
+    if min_records > 1:
+        parts.append(f"{'with at least' if listed else 'reaches'} {min_records:,d} records")
+    if min_overlap > 0:
+        verb = "with" if listed else "has"
+        what = "length" if lines else "area"
+        parts.append(f"{verb} at least {min_overlap:.0%} of its {what} inside the neighbourhood")
+    return " and ".join(parts)
+
+
 def _patrol_table(
-    micro: gpd.GeoDataFrame | None, *, time_field: str | None, neighbourhood_name: str
+    micro: gpd.GeoDataFrame | None,
+    *,
+    time_field: str | None,
+    neighbourhood_name: str,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
+    lines: bool | None = None,
 ) -> str:
     has_time = micro is not None and time_field is not None and time_field in micro.columns
-    place = "Street segment" if _is_lines(micro) else "Cell"
-    headers = ["No.", place, "Top location", "Crime types", "Records", "Harm", "Share"]
+    lines = _is_lines(micro) if lines is None else lines
+    place = "Street segment" if lines else "Cell"
+    headers = [
+        "No.",
+        place,
+        "Top location",
+        "Crime types (most harm first)",
+        "Records",
+        "Harm",
+        "Share",
+    ]
     if has_time:
         headers.append("Suggested patrol times")
-    note = "" if has_time else f'<span class="pi-caption-note">{_esc(_NO_TIME_NOTE)}</span>'
+    notes = []
+    rule = _thresholds_text(min_records, min_overlap, listed=True, lines=lines)
+    if rule:
+        notes.append(f"Listed: micro-places {rule}.")
+    if not has_time:
+        notes.append(_NO_TIME_NOTE)
+    note = "".join(f'<span class="pi-caption-note">{_esc(n)}</span>' for n in notes)
     caption = f"<caption>Micro-places in patrol order, {_esc(neighbourhood_name)}{note}</caption>"
     widths = [6, 16, 22, 22, 13, 10, 11] if not has_time else [6, 14, 17, 17, 12, 9, 10, 15]
     cols = "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in widths) + "</colgroup>"
     head = cols + "<thead><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr></thead>"
     rows = []
+    any_generic = False
     if micro is not None:
         times = micro[time_field] if has_time else pd.Series("", index=micro.index)
-        for rank, cell, location, types, records, harm, share, when in zip(
+        for rank, cell, location, types, records, harm, share, when, generic, inside in zip(
             micro["patrol_rank"],
             micro["cell_id"],
             micro["top_location"],
@@ -1306,12 +1460,24 @@ def _patrol_table(
             micro["harm"],
             micro["harm_share"],
             times,
+            _generic_flags(micro),
+            _inside_shares(micro),
             strict=True,
         ):
+            mark = ""
+            if generic:
+                any_generic = True
+                mark = (
+                    f' <span class="pi-generic" title="{_esc(_GENERIC_NOTE_SHORT)}">'
+                    f"{_GENERIC_MARK}</span>"
+                )
+            where = ""
+            if np.isfinite(inside) and inside < _MOSTLY_OUTSIDE:
+                where = f'<span class="pi-inside">{_fmt_share(inside)} inside</span>'
             cells = [
                 f'<td class="pi-n">{_int_or(rank, 0)}</td>',
-                f"<td>{_esc(cell)}</td>",
-                f"<td>{_esc(location)}</td>",
+                f"<td>{_esc(cell)}{where}</td>",
+                f"<td>{_esc(location)}{mark}</td>",
                 f"<td>{_esc(types)}</td>",
                 f'<td class="pi-n">{_fmt_int(records)}</td>',
                 f'<td class="pi-n">{_fmt_number(harm)}</td>',
@@ -1321,10 +1487,17 @@ def _patrol_table(
                 cells.append(f"<td>{_esc(when)}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
     if not rows:
-        rows.append(
-            f'<tr><td colspan="{len(headers)}">No micro-places were identified here.</td></tr>'
+        empty = (
+            f"No micro-place "
+            f"{_esc(_thresholds_text(min_records, min_overlap, listed=False, lines=lines))}."
+            if micro is not None and rule
+            else "No micro-places were identified here."
         )
-    return f'<table class="pi-patrol">{caption}{head}<tbody>{"".join(rows)}</tbody></table>'
+        rows.append(f'<tr><td colspan="{len(headers)}">{empty}</td></tr>')
+    table = f'<table class="pi-patrol">{caption}{head}<tbody>{"".join(rows)}</tbody></table>'
+    if any_generic:
+        table += f'<p class="pi-foot">{_GENERIC_MARK} {_esc(_GENERIC_NOTE)}</p>'
+    return table
 
 
 def neighbourhood_map(
@@ -1342,6 +1515,10 @@ def neighbourhood_map(
     simplify_tolerance: float = 10.0,
     precision: int = 5,
     density_quantile: float = 0.995,
+    points_note: str | None = None,
+    density_label: str | None = None,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
 ) -> str:
     """Build the patrol map of one priority neighbourhood as one self-contained HTML page.
 
@@ -1365,8 +1542,12 @@ def neighbourhood_map(
         exists; otherwise the caption says why there are none (police.uk gives months only).
     show_density
         Tick the density layer on opening (it is listed in the layer control either way).
-    basemap, simplify_tolerance, precision, density_quantile
-        As for :func:`overview_map`.
+    basemap, simplify_tolerance, precision, density_quantile, points_note, density_label
+        As for :func:`overview_map`; ``points_note`` is also shown above the patrol table.
+    min_records, min_overlap
+        The rules the micro-places were listed by (``micro.micro_places`` options of the same
+        names), stated in the table caption; when the neighbourhood has no micro-place the
+        table says "No micro-place reaches N records". They select nothing here.
 
     Returns
     -------
@@ -1451,23 +1632,29 @@ def neighbourhood_map(
                 lines=lines,
             ).add_to(cells)
             centres = _anchor_points(micro.geometry)
-            for latlon, rank, location, cell in zip(
+            # The number sits up and to the right of its place, a leader line and a dot on the
+            # place itself, so that small cells and short segments stay visible under it.
+            anchor = (-3, _NUM_SIZE + 3)
+            for latlon, rank, location, cell, generic in zip(
                 _to_latlon(centres, precision=precision),
                 micro["patrol_rank"],
                 micro["top_location"],
                 micro["cell_id"],
+                _generic_flags(micro),
                 strict=True,
             ):
                 number = _int_or(rank, 0)
+                kind = "pi-num pi-num-generic" if generic else "pi-num"
+                check = f" {_GENERIC_MARK} {_esc(_GENERIC_NOTE_SHORT)}" if generic else ""
                 folium.Marker(
                     latlon,
                     icon=folium.DivIcon(
-                        html=f'<div class="pi-num">{number}</div>',
-                        icon_size=(26, 26),
-                        icon_anchor=(13, 13),
+                        html=f'<div class="{kind}">{number}</div>',
+                        icon_size=(_NUM_SIZE, _NUM_SIZE),
+                        icon_anchor=anchor,
                         class_name="pi-num-icon",
                     ),
-                    tooltip=folium.Tooltip(f"{number}. {_esc(location)} ({_esc(cell)})"),
+                    tooltip=folium.Tooltip(f"{number}. {_esc(location)} ({_esc(cell)}){check}"),
                 ).add_to(cells)
             cells.add_to(m)
 
@@ -1482,24 +1669,38 @@ def neighbourhood_map(
         if "selection_frequency" in nb_row
         else "",
     ]
+    has_micro = micro is not None and len(micro) > 0
     legend = _legend_sections(
         deciles=True,
         gi=False,
-        density=dens.units if density_layer is not None and dens is not None else None,
+        density=_density_units(dens, density_label) if density_layer is not None else None,
         neighbourhoods=True,
-        micro=micro is not None and len(micro) > 0,
-        numbered=micro is not None and len(micro) > 0,
+        micro=has_micro,
+        numbered=has_micro,
         micro_lines=lines,
+        generic=has_micro and bool(_generic_flags(micro).any()),
+    )
+    note = _note_text(points_note)
+    table = _patrol_table(
+        micro,
+        time_field=time_field,
+        neighbourhood_name=nb_name,
+        min_records=min_records,
+        min_overlap=min_overlap,
+        lines=lines,
     )
     side = (
         '<aside class="pi-side">'
         f"<h1>{_esc(title)}</h1>"
         f'<p class="pi-sub">{" &middot; ".join(f for f in facts if f)}</p>'
-        f"{_patrol_table(micro, time_field=time_field, neighbourhood_name=nb_name)}"
+        + (f'<p class="pi-points-note" role="note">{_esc(note)}</p>' if note else "")
+        + f"{table}"
         f'<details class="pi-key" open><summary>Key</summary>{legend}</details>'
         "</aside>"
     )
     m.add_child(_Block(css=_NEIGHBOURHOOD_CSS, body=side))
+    if note:
+        m.add_child(_MapBanner(note))
     m.add_child(_PrintFit(bounds))
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds(bounds)
