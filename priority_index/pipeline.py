@@ -1034,7 +1034,12 @@ def _concentration(settings: Settings, inputs: Inputs, index: IndexResult) -> pd
                 "count": cells["n_records"].to_numpy(dtype=float),
             }
         )
-        groups = ", ".join(GROUP_LABELS[g] for g in sorted(pts["crime_group"].unique()))
+        present = sorted(pts["crime_group"].unique())
+        groups = (
+            ", ".join(GROUP_LABELS[g] for g in present)
+            if len(present) <= 3
+            else f"{len(present)} crime groups"
+        )
         unit = (
             f"{size:g} m cell, police.uk points {points_period(settings, inputs)} "
             f"({groups}); all {len(every):,} cells of the study area"

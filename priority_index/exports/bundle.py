@@ -76,6 +76,8 @@ def _neighbourhoods_layer(r: RunResult) -> gpd.GeoDataFrame:
         )
     if sel.persistence is not None:
         table = table.join(sel.persistence[["share_priority_before", "also_priority_before"]])
+    if "residents" in table:  # populations carried across LSOA vintages are fractional
+        table["residents"] = table["residents"].round(0)
     geo = sel.polygons[["geometry"]].join(table, how="inner")
     geo.index.name = "neighbourhood_id"
     return gpd.GeoDataFrame(geo.reset_index(), geometry="geometry", crs=r.inputs.study.crs)
