@@ -45,6 +45,7 @@ def test_every_row_reconciles(sheffield):
     assert reasons["outside_study_area"] > 700_000  # the other forces and districts
     assert tally["rows_used"] > 100_000
     rejected = pyogrio.read_dataframe(out / "priority_index.gpkg", layer="rejected_records")
+    rejected = rejected[rejected["source"] == "police.uk street-level (4 forces)"]
     assert int(rejected["n_records"].sum()) == tally["rows_rejected"]
     assert set(rejected["reason"]) == set(reasons)
     # repeated Crime IDs inside Sheffield would be listed, one row each, with file and line

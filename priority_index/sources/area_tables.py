@@ -130,11 +130,17 @@ def _counts_from_wide(
         convertible = codes.isin(list(code_map)).to_numpy()
     else:
         convertible = np.zeros(n, dtype=bool)
-    reject(
-        ~codes.isin(study_codes).to_numpy() & ~convertible,
-        "outside_study_area",
-        "LSOA code=" + codes,
-    )
+    # other areas' rows of a London-wide table: counted exactly, summarised in one row per file
+    elsewhere = ~codes.isin(study_codes).to_numpy() & ~convertible & alive
+    if elsewhere.any():
+        quarantine.reject_summary(
+            source,
+            str(path),
+            "outside_study_area",
+            lines[elsewhere],
+            detail="LSOA codes outside the study area",
+        )
+        alive &= ~elsewhere
     dup = frame[list(key_cols)].astype(str).duplicated().to_numpy()
     reject(dup, "duplicate_area_row")
     tally.rows_used += int(alive.sum())
@@ -288,9 +294,14 @@ def _reference_rows(
             row=int(np.where(dup)[0][0]) + 2,
             expected=f"one {what} row per LSOA",
         )
-    outside = int((~keep).sum())
-    if outside:
-        tally.rejected["outside_study_area"] = tally.rejected.get("outside_study_area", 0) + outside
+    if (~keep).any():  # a national table: the other areas' rows, summarised in one row
+        quarantine.reject_summary(
+            source,
+            str(path),
+            "outside_study_area",
+            np.where(~keep)[0] + 2,
+            detail=f"{what} rows of LSOAs outside the study area",
+        )
     tally.rows_used += int(keep.sum())
     missing = study_codes.difference(codes[keep])
     if len(missing):
@@ -532,8 +543,14 @@ def read_population(
         tally.rows_read += len(wide)
         used = wide.index.isin(study_codes) | wide.index.isin(pairs["from_code"])
         tally.rows_used += int(used.sum())
-        if (~used).sum():
-            tally.rejected["outside_study_area"] = int((~used).sum())
+        if (~used).any():  # counted per LSOA of the table (a long table has one row per band)
+            quarantine.reject_summary(
+                source,
+                str(path),
+                "outside_study_area",
+                np.where(~used)[0] + 2,
+                detail="LSOAs outside the study area (counted per LSOA; line = LSOA number)",
+            )
         wide = pd.concat([native, carried]).sort_index()
         missing = study_codes.difference(wide.index)
         if len(missing):
