@@ -4,7 +4,10 @@
 (points, rejected records, tallies) for Sheffield (LAD E08000019, 2011 LSOAs) from
 ``police_uk/four-forces-2019-01_to_2020-12.zip``; ``python -m benchmarks.ingest_check compare
 DIR`` reads again with the current code and checks that points, rejected records and tallies are
-identical (value for value, dtype for dtype), printing the read time and rows per second.
+identical (value for value, dtype for dtype), printing the read time and rows per second
+(``--json``: one JSON line; ``--via-parse``: file by file through ``_parse`` and ``_validate``,
+as the Dask engine reads). The snapshot in ``outputs/bench/ingest_baseline`` was taken with the
+reader before the Arrow rewrite.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import shapely
 
 from priority_index.crime_groups import source_mapping
 from priority_index.sources import boundaries, police_uk
@@ -47,19 +51,64 @@ def periods() -> dict[str, str]:
     return out
 
 
-def read(raw: Path, study) -> tuple[pd.DataFrame, Quarantine, float]:
+def read(raw: Path, study, *, via_parse: bool = False) -> tuple[pd.DataFrame, Quarantine, float]:
+    """Read the archive with :func:`read_police_uk` (or file by file with ``_parse`` and
+    ``_validate``, as the Dask engine does)."""
     q = Quarantine()
     t0 = time.perf_counter()
-    pts = police_uk.read_police_uk(
-        raw / ZIP,
-        study=study,
-        period_of_month=periods(),
-        crime_groups=source_mapping("police_uk"),
-        quarantine=q,
-        source="police.uk",
-        tolerance_m=150.0,
-    )
+    if via_parse:
+        pts = _read_via_parse(raw / ZIP, study, q)
+    else:
+        pts = police_uk.read_police_uk(
+            raw / ZIP,
+            study=study,
+            period_of_month=periods(),
+            crime_groups=source_mapping("police_uk"),
+            quarantine=q,
+            source="police.uk",
+            tolerance_m=150.0,
+        )
     return pts, q, time.perf_counter() - t0
+
+
+def _read_via_parse(path: Path, study, q: Quarantine) -> pd.DataFrame:
+    polys = study.geometry.to_numpy()
+    tree = shapely.STRtree(polys)
+    seen: set[str] = set()
+    parts = []
+    tally = q.tally("police.uk")
+    for mf in police_uk.list_files(path):
+        frame, lines, malformed = police_uk._parse(mf.name, mf.read())
+        tally.files += 1
+        tally.rows_read += len(frame) + len(malformed)
+        police_uk._reject_malformed(q, "police.uk", mf.name, malformed)
+        kept = police_uk._validate(
+            frame,
+            lines,
+            mf.name,
+            source="police.uk",
+            quarantine=q,
+            study_codes=pd.Index(study.index),
+            polys=polys,
+            tree=tree,
+            period_of_month=periods(),
+            crime_groups=source_mapping("police_uk"),
+            tolerance_m=150.0,
+            code_map={},
+            known_codes=None,
+            seen_ids=seen,
+        )
+        tally.rows_used += len(kept)
+        parts.append(kept)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _relative(frame: pd.DataFrame, raw: str) -> pd.DataFrame:
+    frame = frame.copy()
+    for col in ("file", "source_file"):
+        if col in frame and len(frame):
+            frame[col] = frame[col].str.replace(raw, "<raw>", regex=False)
+    return frame
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
@@ -73,6 +122,7 @@ def snapshot(raw: Path, out: Path) -> None:
     pd.to_pickle(pts, out / "points.pkl")
     pd.to_pickle(q.frame(), out / "rejected.pkl")
     meta = {
+        "raw": str(raw),
         "seconds": sec,
         "tallies": {k: v.as_dict() for k, v in q.tallies.items()},
         "points_dtypes": _dtypes(pts),
@@ -86,36 +136,50 @@ def snapshot(raw: Path, out: Path) -> None:
     )
 
 
-def compare(raw: Path, ref: Path, repeat: int = 1) -> bool:
+def compare(raw: Path, ref: Path | None, repeat: int = 1, via_parse: bool = False) -> dict:
+    """Read (best of ``repeat``) and, when a snapshot is in ``ref``, compare with it."""
     study = sheffield_study(raw)
     best = None
     for _ in range(repeat):
-        pts, q, sec = read(raw, study)
+        pts, q, sec = read(raw, study, via_parse=via_parse)
         best = sec if best is None else min(best, sec)
+    rows = q.tally("police.uk").rows_read
+    out = {"rows": rows, "seconds": best, "rows_per_s": rows / best, "points": len(pts)}
+    if ref is None or not (ref / "meta.json").exists():
+        return out
     meta = json.loads((ref / "meta.json").read_text())
-    ok = True
-    want_pts = pd.read_pickle(ref / "points.pkl")
-    want_rej = pd.read_pickle(ref / "rejected.pkl")
-    got_rej = q.frame()
-    tallies = {k: v.as_dict() for k, v in q.tallies.items()}
+    # file names carry the folder the data was read from: compare them relative to it
+    want_pts = _relative(pd.read_pickle(ref / "points.pkl"), meta.get("raw", "../shared/data/raw"))
+    want_rej = _relative(
+        pd.read_pickle(ref / "rejected.pkl"), meta.get("raw", "../shared/data/raw")
+    )
+    pts = _relative(pts, str(raw))
+    got_rej = _relative(q.frame(), str(raw))
+    # fields added to the tally after the snapshot are left out of the comparison
+    tallies = {
+        k: {f: x for f, x in v.as_dict().items() if f in meta["tallies"].get(k, {})}
+        for k, v in q.tallies.items()
+    }
+    problems = []
     if tallies != meta["tallies"]:
-        print("tallies differ:", tallies, meta["tallies"])
-        ok = False
+        problems.append(f"tallies differ: {tallies} != {meta['tallies']}")
     for label, got, want in (("points", pts, want_pts), ("rejected", got_rej, want_rej)):
         if _dtypes(got) != _dtypes(want):
-            print(f"{label}: dtypes differ: {_dtypes(got)} != {_dtypes(want)}")
-            ok = False
+            problems.append(f"{label}: dtypes differ: {_dtypes(got)} != {_dtypes(want)}")
         try:
             pd.testing.assert_frame_equal(got, want, check_exact=True)
         except AssertionError as exc:
-            print(f"{label} differ: {exc}")
-            ok = False
-    rows = tallies["police.uk"]["rows_read"]
-    print(
-        f"compare: {rows:,} rows in {best:.2f} s ({rows / best:,.0f} rows/s) "
-        f"vs {meta['seconds']:.2f} s at snapshot; identical: {ok}"
+            problems.append(f"{label} differ: {exc}")
+    ok = not problems
+    out.update(
+        {
+            "identical_to_snapshot": ok,
+            "problems": problems,
+            "snapshot_seconds": meta["seconds"],
+            "snapshot_rows_per_s": rows / meta["seconds"],
+        }
     )
-    return ok
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,11 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p.add_argument("--raw", type=Path, default=Path("../shared/data/raw"))
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--via-parse", action="store_true", help="use _parse and _validate")
+    p.add_argument("--json", action="store_true", help="one JSON line on stdout")
     a = p.parse_args(argv)
     if a.action == "snapshot":
         snapshot(a.raw, a.dir)
         return 0
-    return 0 if compare(a.raw, a.dir, a.repeat) else 1
+    res = compare(a.raw, a.dir, a.repeat, a.via_parse)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    else:
+        for problem in res.get("problems", []):
+            print(problem)
+        print(
+            f"compare: {res['rows']:,} rows in {res['seconds']:.2f} s "
+            f"({res['rows_per_s']:,.0f} rows/s); identical to the snapshot: "
+            f"{res.get('identical_to_snapshot', 'no snapshot')}"
+            + (f" (snapshot: {res['snapshot_seconds']:.2f} s)" if "snapshot_seconds" in res else "")
+        )
+    return 0 if res.get("identical_to_snapshot", True) else 1
 
 
 if __name__ == "__main__":
