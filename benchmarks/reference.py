@@ -34,8 +34,8 @@ import pandas as pd
 
 from priority_index import density, hotspots, spatial_weights
 from priority_index.config import load_settings
-from priority_index.pipeline import period_of_month
-from priority_index.sources import boundaries, police_uk
+from priority_index.pipeline import load_study, period_of_month
+from priority_index.sources import police_uk
 
 from .measure import peak_rss_mb
 
@@ -45,18 +45,7 @@ SKLEARN_BUDGET_S = 6.0
 
 
 def _study(settings) -> gpd.GeoDataFrame:
-    sa = settings.study_area
-    study, _ = boundaries.load_study_area(
-        settings.path(sa.boundaries),
-        layer=sa.layer,
-        code_column=sa.code_column,
-        name_column=sa.name_column,
-        lad_code_column=sa.lad_code_column,
-        lad_name_column=sa.lad_name_column,
-        lad_codes=sa.lad_codes,
-        lad_names=sa.lad_names,
-    )
-    return study
+    return load_study(settings)[0]
 
 
 def _read_pandas(settings) -> tuple[pd.DataFrame, float, int]:

@@ -215,11 +215,10 @@ def validate_settings(settings: Settings) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- stage 1: ingest
-def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inputs:
-    """Read every source, validate it, and place its records in the study area's LSOAs."""
-    files = validate_settings(settings)
+def load_study(settings: Settings) -> tuple[gpd.GeoDataFrame, dict]:
+    """The study area's LSOAs (EPSG:27700, indexed by code) and the boundary report."""
     sa = settings.study_area
-    study, report = boundaries.load_study_area(
+    return boundaries.load_study_area(
         settings.path(sa.boundaries),
         layer=sa.layer,
         code_column=sa.code_column,
@@ -229,6 +228,13 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
         lad_codes=sa.lad_codes,
         lad_names=sa.lad_names,
     )
+
+
+def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inputs:
+    """Read every source, validate it, and place its records in the study area's LSOAs."""
+    files = validate_settings(settings)
+    sa = settings.study_area
+    study, report = load_study(settings)
     progress(f"study area: {len(study)} LSOAs ({report['invalid_repaired']} repaired)")
     q = Quarantine()
     pom = period_of_month(settings)
