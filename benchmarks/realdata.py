@@ -298,6 +298,7 @@ boundaries = "{raw / LSOA_SHP}"
 code_column = "LSOA11CD"
 name_column = "LSOA11NM"
 lad_code_column = "LAD11CD"
+lad_name_column = "LAD11NM"
 lad_codes = {lads}
 
 [[periods]]

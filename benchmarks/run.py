@@ -67,10 +67,7 @@ def _pipeline_workload(name: str, toml: Path, out: Path, *, reference: bool, tim
     else:
         _say(f"[{name}]   FAILED: {cli.get('stderr_tail', '')[-600:]}")
     _say(f"[{name}] stage by stage (fresh process) ...")
-    probe = ["--map-probe"] if name in ("S", "M") else []
-    st = measure.run_module(
-        "benchmarks.stages", str(toml), str(out / "stages"), *probe, timeout=timeout
-    )
+    st = measure.run_module("benchmarks.stages", str(toml), str(out / "stages"), timeout=timeout)
     res["stages"] = st
     if st.get("returncode") != 0:
         _say(f"[{name}]   FAILED: {st.get('stderr_tail', '')[-600:]}")
@@ -155,19 +152,20 @@ def _targets(results: dict, startup: float) -> list[dict]:
             add(f"Gi* no slower than esda ({name})", f"{r:.1f}x faster", r >= 1.0,
                 f"max |z diff| {ratios['gi_star_max_abs_z_difference']:.1e}; esda without "
                 "numba")  # fmt: skip
-    for name in ("S", "M"):
+    for name in ("S", "M", "L"):
         if c := cli(name):
             o = c["outputs"]
-            note = "London-wide map at M" if name == "M" else "borough map"
-            probe = (w[name].get("stages") or {}).get("map_probe") or {}
-            if est := probe.get("overview_estimate_mb"):
-                note += "; estimated at simplify_m " + ", ".join(
-                    f"{float(t):g} m: {v:.1f} MB" for t, v in est.items()
-                )
-            add(f"{name} overview map < 2 MB (simplify_m 10)", f"{o['overview_map_mb']:.2f} MB",
+            n_area = o.get("n_area_maps", 0)
+            note = (
+                f"aggregated: {n_area} authority maps beside it" if n_area else "every LSOA drawn"
+            )
+            add(f"{name} overview map < 2 MB", f"{o['overview_map_mb']:.2f} MB",
                 o["overview_map_mb"] < 2.0, note)  # fmt: skip
-            add(f"{name} neighbourhood maps < 2 MB", f"{o['largest_neighbourhood_map_mb']:.2f} MB",
-                o["largest_neighbourhood_map_mb"] < 2.0)  # fmt: skip
+            if n_area:
+                add(f"{name} authority maps < 2 MB each", f"{o['largest_area_map_mb']:.2f} MB",
+                    o["largest_area_map_mb"] < 2.0, f"largest of {n_area}")  # fmt: skip
+            add(f"{name} neighbourhood maps < 1 MB", f"{o['largest_neighbourhood_map_mb']:.2f} MB",
+                o["largest_neighbourhood_map_mb"] < 1.0)  # fmt: skip
     return out
 
 
@@ -202,7 +200,13 @@ def _report(results: dict) -> str:
                 f"{o['total_mb']:.1f} MB (GeoPackage {o['gpkg_mb']:.1f}, rasters "
                 f"{o['rasters_mb']:.1f}, report {o['report_mb']:.2f}, overview map "
                 f"{o['overview_map_mb']:.2f}, largest neighbourhood map "
-                f"{o['largest_neighbourhood_map_mb']:.2f} MB)"
+                f"{o['largest_neighbourhood_map_mb']:.2f} MB"
+                + (
+                    f", {o['n_area_maps']} authority maps, largest "
+                    f"{o['largest_area_map_mb']:.2f} MB)"
+                    if o.get("n_area_maps")
+                    else ")"
+                )
             )
         st = r.get("stages", {})
         if st.get("returncode") == 0:

@@ -31,32 +31,9 @@ STAGES = [
 ]
 
 
-def map_probe(study, sizes: dict, tolerances=(10.0, 25.0, 50.0, 100.0)) -> dict:
-    """GeoJSON bytes of the LSOA polygons at several simplify tolerances, and the overview
-    map's size estimated at each (its size at the run's tolerance, minus the polygons then,
-    plus the polygons at that tolerance): what ``[maps] simplify_m`` can buy."""
-    import shapely
-
-    from priority_index.exports import maps
-
-    geo = {}
-    for tol in tolerances:
-        g = maps.web_geometries(study, tolerance=tol)
-        geo[tol] = int(sum(len(t) for t in shapely.to_geojson(g.values)))
-    return {
-        "lsoa_geojson_mb": {str(t): b / 1e6 for t, b in geo.items()},
-        "overview_estimate_mb": {
-            str(t): sizes["overview_map_mb"] - geo[tolerances[0]] / 1e6 + b / 1e6
-            for t, b in geo.items()
-        },
-        "note": f"estimates relative to the run's map at {tolerances[0]:g} m",
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = list(argv or sys.argv[1:])
-    probe = "--map-probe" in args
-    toml, out = (Path(a) for a in args if a != "--map-probe")
+    toml, out = (Path(a) for a in args)
     timer = StageTimer()
     for attr, label in STAGES:
         setattr(pipeline, attr, timer.wrap(label, getattr(pipeline, attr)))
@@ -101,13 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     staged = sum(s["seconds"] for s in timer.stages)
     inputs = result.inputs
     sizes = output_sizes(out)
-    maps_probe = None
-    if probe:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            maps_probe = map_probe(inputs.study, sizes)
     print(
         json.dumps(
             {
@@ -122,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
                 "lsoas": len(inputs.study),
                 "points": len(inputs.points),
                 "outputs": sizes,
-                "map_probe": maps_probe,
             }
         )
     )

@@ -226,6 +226,13 @@ class Trial(_Strict):
 class Maps(_Strict):
     simplify_m: float = Field(default=10.0, ge=0)  # topology-preserving simplification
     basemap: bool = True  # OpenStreetMap tiles when online (layers draw without them)
+    # The overview draws every LSOA while the page stays within this size (MB); beyond it (a
+    # whole force or region) it draws local authorities, else grid squares, coloured by the
+    # share of their LSOAs in the top index decile
+    overview_budget_mb: float = Field(default=2.0, gt=0)
+    max_areas: int = Field(default=400, ge=2)  # most authorities or grid squares drawn
+    area_maps: bool = True  # then also one LSOA map per local authority (maps/area_<code>.html)
+    aggregate_simplify_m: float = Field(default=50.0, ge=0)  # authority outlines, metres
 
 
 class Report(_Strict):

@@ -6,21 +6,32 @@ binned grid is convolved by FFT with the kernel sampled at the offsets from thos
 cell centres. With ``oversample=k`` the nodes form a ``k`` x ``k`` sub-grid in each cell and
 each of the ``k * k`` node phases is convolved with its own exactly-offset kernel (a polyphase
 convolution, summed in the frequency domain), so the result is the density at the cell centres
-of points binned ``k`` times more finely. A London-wide grid (1.1 million 50 m cells, 800,000
-points) takes 0.2 to 0.6 s on one core; scikit-learn's exact ``KernelDensity`` needs 25 to 60 ms
-a cell with the Gaussian kernel (10 to 18 hours for the grid, 10^5 times slower) and 0.05 to
-0.13 ms a cell with the compact kernels, which its KD-tree prunes (1 to 2 minutes, 200 to 300
-times slower).
+of points binned ``k`` times more finely. :data:`DEFAULT_OVERSAMPLE` is 2 for the quartic and
+Gaussian kernels and 3 for the Epanechnikov kernel. On the London benchmark grid (902 x 1,169
+cells of 50 m, 629,000 of them in the study area; 874,000 points) one surface, study-area mask
+included, takes 0.15 to 0.2 s with the quartic kernel, about 0.3 s with the Epanechnikov and
+0.2 to 0.45 s with the Gaussian on one core (the first surface of a process pays for mapping
+fresh memory); scikit-learn's exact ``KernelDensity`` needs 25 ms a cell with the Gaussian
+kernel (4.3 hours for the grid, 35,000 times slower) and 0.09 ms a cell with the Epanechnikov
+kernel, which its KD-tree prunes (55 s, 190 times slower).
 
-Binning spreads each point over the nodes within ``cell_size / oversample`` of it, so the surface
-departs from the exact kernel sum most where a cell's density comes from a few points near the
-edge of a compact kernel. Measured with the default ``oversample=2`` against the exact sum on
-cells at or above 5 % of the maximum: the Gaussian kernel stays within 0.5 % once ``sigma`` is
-four cells; the quartic within 1 % once its radius is eight cells for dispersed points and
-sixteen cells for police.uk points (which are snapped to shared map points, so many records
-coincide); the Epanechnikov kernel, whose slope jumps at its edge, within 1 % at sixteen cells
-for dispersed points and about 3 % for snapped ones. :func:`compare_with_sklearn` and
-:func:`exact_density` measure it for any surface.
+Binning moves each point's weight to nodes up to ``cell_size / oversample`` away, so the surface
+departs from the exact kernel sum most where a cell's density comes from a few points near the edge
+of the kernel; for the Epanechnikov kernel, whose slope jumps at its edge, the error there falls
+only in proportion to the node spacing (as its square for the smooth kernels), hence its finer
+default sub-grid. Measured with the default ``oversample`` against the exact sum, on 6,000 cells at
+or above 5 % of the maximum in a 12 km square of central London (50 m cells; the London benchmark's
+points of one year, "dispersed" when each is moved by 100 m at random): the Gaussian kernel stays
+within 1 % once ``sigma`` is three cells and within 0.3 % at four; the quartic within 1 % once its
+radius is six cells for dispersed points and twelve cells for police.uk points (which are snapped
+to shared map points, so many records coincide), and within 0.15 % at sixteen; the Epanechnikov
+kernel within 0.3 % from six cells for dispersed points and within 1 % at twelve cells for snapped
+ones (0.4 % at sixteen; ``oversample=2`` gives 2 % at twelve). Over every cell of the London
+benchmark grid (Epanechnikov radius 12.7 cells, snapped points) the largest Epanechnikov error is
+1.1 % (3 cells of 206,000 above 1 %; 0.8 % with ``oversample=4``, at 1.4 times the time, 2.3 % with
+``oversample=2``). At a few cells per bandwidth errors of several per cent remain (7 % for the
+Epanechnikov radius of 5.4 cells of the small benchmark): use a finer ``cell_size`` there.
+:func:`compare_with_sklearn` and :func:`exact_density` measure the error of any surface.
 
 Kernels and the meaning of ``bandwidth``:
 
@@ -42,9 +53,11 @@ different extents share cell edges.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -54,9 +67,10 @@ import pandas as pd
 import shapely
 from affine import Affine
 from rasterio.features import geometry_mask
-from scipy.fft import irfft2, next_fast_len, rfft2
+from scipy.fft import fft, irfft2, next_fast_len, rfft, rfft2
 
 __all__ = [
+    "DEFAULT_OVERSAMPLE",
     "KERNELS",
     "DensityGrid",
     "SklearnComparison",
@@ -81,6 +95,11 @@ _SIGMA_PER_H: dict[str, float] = {
 }
 
 _M2_PER_KM2 = 1.0e6
+
+#: Default ``oversample`` of each kernel (see :func:`kernel_density`): the Epanechnikov kernel's
+#: slope jumps at its edge, where binning errs in proportion to the node spacing (not its
+#: square), so it gets a finer sub-grid than the smooth kernels.
+DEFAULT_OVERSAMPLE: dict[str, int] = {"quartic": 2, "gaussian": 2, "epanechnikov": 3}
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,8 +255,9 @@ def _clean_points(
         ok &= np.isfinite(w)
         if np.any(w[ok] < 0):
             raise ValueError("weights must be non-negative")
-        w = w[ok]
-    return x[ok], y[ok], w
+    if ok.all():  # no copies (the arrays may be the caller's: they are only read)
+        return x, y, w
+    return x[ok], y[ok], None if w is None else w[ok]
 
 
 def default_bandwidth(
@@ -279,6 +299,7 @@ def default_bandwidth(
     """
     _check_kernel(kernel)
     x, y, w = _clean_points(x, y, weights)
+    unweighted = w is None
     if w is None:
         w = np.ones_like(x)
     keep = w > 0
@@ -286,21 +307,26 @@ def default_bandwidth(
     n = x.size
     if n < 2:
         return float(min_bandwidth)
+    # Sums by numpy, not BLAS dot products, whose rounding depends on the number of BLAS threads
+    # (Dask workers run with one): the bandwidth, and so the surface, is the same everywhere.
     wsum = w.sum()
-    cx = np.dot(w, x) / wsum
-    cy = np.dot(w, y) / wsum
+    cx = (w * x).sum() / wsum
+    cy = (w * y).sum() / wsum
     d2 = (x - cx) ** 2 + (y - cy) ** 2
-    sd = math.sqrt(np.dot(w, d2) / wsum)
+    sd = math.sqrt((w * d2).sum() / wsum)
     d = np.sqrt(d2)
-    order = np.argsort(d, kind="stable")
-    cum = np.cumsum(w[order])
-    # Weighted median: first distance where the cumulative weight reaches half (the mean of the
-    # two middle values when that happens exactly, as np.median does without weights).
-    half = 0.5 * cum[-1]
-    i = int(np.searchsorted(cum, half, side="left"))
-    dm = d[order][i]
-    if math.isclose(cum[i], half, rel_tol=1e-12) and i + 1 < n:
-        dm = 0.5 * (dm + d[order][i + 1])
+    if unweighted:  # the rule below with unit weights, by selection instead of a sort
+        dm = float(np.median(d))
+    else:
+        order = np.argsort(d, kind="stable")
+        cum = np.cumsum(w[order])
+        # Weighted median: first distance where the cumulative weight reaches half (the mean of
+        # the two middle values when that happens exactly, as np.median does without weights).
+        half = 0.5 * cum[-1]
+        i = int(np.searchsorted(cum, half, side="left"))
+        dm = d[order][i]
+        if math.isclose(cum[i], half, rel_tol=1e-12) and i + 1 < n:
+            dm = 0.5 * (dm + d[order][i + 1])
     radius = 0.9 * min(sd, math.sqrt(1.0 / math.log(2.0)) * dm) * n ** (-0.2)
     h = radius * _SIGMA_PER_H["quartic"] / _SIGMA_PER_H[kernel]
     return float(max(h, min_bandwidth))
@@ -356,6 +382,44 @@ def _as_geometries(mask_geometry: Any) -> list:
     return list(geoms)
 
 
+def _mask_shapes(geoms: list) -> list:
+    """Geometries for :func:`rasterio.features.geometry_mask`, polygons as GeoJSON-like dicts.
+
+    Polygon and multipolygon coordinates are read from shapely's coordinate arrays in one call
+    instead of ``__geo_interface__`` one geometry at a time, which was most of the cost of the
+    mask; the coordinates, and so the mask, are the same (rasterio burns a multipolygon's parts
+    one by one in any case). Other geometries are passed as they are.
+    """
+    arr = np.asarray(geoms, dtype=object)
+    kind = shapely.get_type_id(arr)
+    polygonal = ((kind == 3) | (kind == 6)) & ~shapely.has_z(arr)
+    polys = shapely.get_parts(arr[polygonal])
+    polys = polys[~shapely.is_empty(polys)]
+    shapes: list = list(arr[~polygonal])
+    if polys.size:
+        _, coords, (ring_end, poly_end) = shapely.to_ragged_array(polys)
+        with _gc_paused():  # many small lists: keep the cyclic collector from scanning the heap
+            xy = coords.tolist()
+            rings = [xy[a:b] for a, b in zip(ring_end[:-1], ring_end[1:], strict=True)]
+            shapes += [
+                {"type": "Polygon", "coordinates": rings[a:b]}
+                for a, b in zip(poly_end[:-1], poly_end[1:], strict=True)
+            ]
+    return shapes
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector in a block that makes no reference cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _study_area_mask(
     mask_geometry: Any, transform: Affine, shape: tuple[int, int], *, all_touched: bool
 ) -> np.ndarray:
@@ -364,11 +428,15 @@ def _study_area_mask(
     if not geoms:
         return np.zeros(shape, dtype=bool)
     return geometry_mask(
-        geoms, out_shape=shape, transform=transform, all_touched=all_touched, invert=True
+        _mask_shapes(geoms),
+        out_shape=shape,
+        transform=transform,
+        all_touched=all_touched,
+        invert=True,
     )
 
 
-def _bin_points(
+def _binned_phases(
     x: np.ndarray,
     y: np.ndarray,
     w: np.ndarray | None,
@@ -376,34 +444,88 @@ def _bin_points(
     x_first: float,
     y_first: float,
     cell_size: float,
+    oversample: int,
     shape: tuple[int, int],
-) -> np.ndarray:
-    """Linear binning onto grid nodes; ``(x_first, y_first)`` is node (0, 0), rows go south."""
+    fshape: tuple[int, int],
+) -> tuple[float, Iterator[tuple[int, int, np.ndarray]]]:
+    """Linear binning onto ``oversample`` x ``oversample`` nodes per cell, one grid per phase.
+
+    ``(x_first, y_first)`` is the first node of cell (0, 0) of a ``shape`` grid; rows go south.
+    Node ``(r * k + a, c * k + b)`` (``k = oversample``) is cell ``(r, c)`` at phase ``(a, b)``.
+    Returns the total weight binned and an iterator of ``(a, b, grid)`` with ``grid[r + 1,
+    c + 1]`` the weight at node ``(r * k + a, c * k + b)``: an ``fshape`` array, zero-padded
+    for the FFT, with a one-cell margin around the grid that catches the corners of points just
+    outside it (those never reach the output, see :func:`_polyphase_convolve`). Up to
+    ``k = 2`` one bincount fills every phase; from ``k = 3`` the points are grouped by the
+    phase of their upper-left node and each phase is binned on its own, which keeps the memory
+    (and the freshly mapped pages, slow to touch) at one grid instead of ``k * k``.
+    """
+    k = int(oversample)
     rows, cols = shape
-    u = (x - x_first) / cell_size
-    v = (y_first - y) / cell_size
-    c0 = np.floor(u)
-    r0 = np.floor(v)
-    fu = u - c0
-    fv = v - r0
+    f0, f1 = fshape
+    step = cell_size / k
+    fu = x - x_first
+    fu /= step
+    fv = y_first - y
+    fv /= step
+    c0 = np.floor(fu)
+    r0 = np.floor(fv)
+    fu -= c0  # fractions of the node spacing past the node up-left of each point
+    fv -= r0
     # Points further than one node outside the grid cannot reach it: drop them before the casts.
-    near = (c0 >= -1) & (c0 < cols) & (r0 >= -1) & (r0 < rows)
+    near = (c0 >= -1) & (c0 < cols * k) & (r0 >= -1) & (r0 < rows * k)
     if not near.all():
         c0, r0, fu, fv = c0[near], r0[near], fu[near], fv[near]
         w = None if w is None else w[near]
     gu = 1.0 - fu
     gv = 1.0 - fv
     if w is not None:
-        gv = gv * w
-        fv = fv * w
-    # One bincount over a grid with a one-node margin, which catches the corners that fall
-    # outside and is then cut off (no per-corner masks).
-    width = cols + 2
-    base = (r0.astype(np.int64) + 1) * width + (c0.astype(np.int64) + 1)
-    index = np.concatenate([base, base + 1, base + width, base + width + 1])
-    share = np.concatenate([gu * gv, fu * gv, gu * fv, fu * fv])
-    binned = np.bincount(index, weights=share, minlength=(rows + 2) * width)
-    return binned.reshape(rows + 2, width)[1:-1, 1:-1]
+        gv *= w
+        fv *= w
+    total = float(gv.sum() + fv.sum())
+    # Node indices shifted by the one-cell (k-node) margin.
+    col = c0.astype(np.int64) + k
+    row = r0.astype(np.int64) + k
+    if k <= 2:  # every phase at once: one bincount over all the nodes
+        width = f1 * k
+
+        def every_phase() -> Iterator[tuple[int, int, np.ndarray]]:
+            upper = row * width + col
+            index = upper + np.array([[0], [1], [width], [width + 1]])
+            share = np.empty(index.shape)
+            np.multiply(gu, gv, out=share[0])
+            np.multiply(fu, gv, out=share[1])
+            np.multiply(gu, fv, out=share[2])
+            np.multiply(fu, fv, out=share[3])
+            binned = np.bincount(index.ravel(), weights=share.ravel(), minlength=f0 * k * width)
+            nodes = binned.reshape(f0, k, f1, k)
+            for a in range(k):
+                for b in range(k):
+                    yield a, b, nodes[:, a, :, b]  # strided: the FFT reads it without a copy
+
+        return total, every_phase()
+    # Group the points by the phase of their upper-left node (a radix sort of small integers).
+    rcell, rphase = np.divmod(row, k)
+    ccell, cphase = np.divmod(col, k)
+    key = rphase * k + cphase
+    order = np.argsort(key.astype(np.uint16), kind="stable")
+    rcell, ccell, gu, fu, gv, fv = (arr[order] for arr in (rcell, ccell, gu, fu, gv, fv))
+    ends = np.r_[0, np.cumsum(np.bincount(key, minlength=k * k))]
+
+    def one_phase(a: int, b: int) -> np.ndarray:
+        index, share = [], []
+        # The corners of the points whose upper-left, upper-right, lower-left and lower-right
+        # nodes fall on phase (a, b); a corner one node right of (below) the last phase is in
+        # the next cell.
+        for da, db, wa, wb in ((0, 0, gv, gu), (0, 1, gv, fu), (1, 0, fv, gu), (1, 1, fv, fu)):
+            g = (a - da) % k * k + (b - db) % k
+            sl = slice(ends[g], ends[g + 1])
+            index.append((rcell[sl] + (da and a == 0)) * f1 + ccell[sl] + (db and b == 0))
+            share.append(wa[sl] * wb[sl])
+        binned = np.bincount(np.concatenate(index), np.concatenate(share), minlength=f0 * f1)
+        return binned.reshape(f0, f1)
+
+    return total, ((a, b, one_phase(a, b)) for a in range(k) for b in range(k))
 
 
 def _phase_offsets(oversample: int) -> np.ndarray:
@@ -431,25 +553,87 @@ def _kernel_stencils(
     return stencils / stencils.sum(axis=(2, 3), keepdims=True)
 
 
-def _polyphase_convolve(phased: np.ndarray, stencils: np.ndarray, workers: int) -> np.ndarray:
-    """Sum over phases of the 'valid' convolution of ``phased[:, a, :, b]`` by ``stencils[a, b]``.
+def _polyphase_convolve(
+    phases: Iterable[tuple[int, int, np.ndarray]],
+    stencils: np.ndarray,
+    shape: tuple[int, int],
+    workers: int,
+) -> np.ndarray:
+    """Sum over phases ``(a, b, grid)`` of the convolution of ``grid`` by ``stencils[a, b]``.
 
+    The grids come from :func:`_binned_phases`: row and column ``j`` hold grid cell ``j - 1``.
     The products are accumulated in the frequency domain, so ``k * k`` phases cost ``k * k``
-    forward transforms of the grid and a single inverse one.
+    forward transforms of the grid and a single inverse one; a stencil's spectrum costs about
+    half a transform of the grid (an FFT of its ``2m + 1`` rows, then of the columns). Returns
+    the ``shape`` cells of the grid that start ``m`` cells in, which then hold every node
+    within the stencil's reach.
     """
-    rows_p, k, cols_p, _ = phased.shape
     size = stencils.shape[-1]
-    fshape = (next_fast_len(rows_p, real=True), next_fast_len(cols_p, real=True))
+    rows, cols = shape
     acc = None
-    for a in range(k):  # k * k sub-cell phases (k is 1 to 3), not a loop over points or cells
-        for b in range(k):
-            term = rfft2(phased[:, a, :, b], s=fshape, workers=workers) * rfft2(
-                stencils[a, b], s=fshape, workers=workers
-            )
-            acc = term if acc is None else acc + term
-    # Circular convolution of length >= the padded grid leaves the 'valid' part untouched.
-    full = irfft2(acc, s=fshape, workers=workers)
-    return full[size - 1 : rows_p, size - 1 : cols_p]
+    for a, b, grid in phases:  # k * k sub-cell phases (k is small), not points or cells
+        f0, f1 = grid.shape
+        spec = rfft2(grid, workers=workers)
+        spec *= fft(
+            rfft(stencils[a, b], n=f1, axis=1, workers=workers), n=f0, axis=0, workers=workers
+        )
+        if acc is None:
+            acc = spec
+        else:
+            acc += spec
+    # Output cell i sums array rows i + 1 .. i + 2m + 1 (cells i - m .. i + m): no wrap-around,
+    # since the transform is at least as long as the grid and its margins.
+    full = irfft2(acc, s=(f0, f1), workers=workers)
+    return full[size : size + rows, size : size + cols]
+
+
+def _density_values(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    transform: Affine,
+    shape: tuple[int, int],
+    cell_size: float,
+    bandwidth: float,
+    kernel: str,
+    truncate: float,
+    oversample: int,
+    workers: int,
+) -> np.ndarray:
+    """float32 density (weight per km2) on the grid, before the study-area mask."""
+    rows, cols = shape
+    k = int(oversample)
+    stencils = _kernel_stencils(kernel, bandwidth, cell_size, truncate, k)
+    m = stencils.shape[-1] // 2
+    # Bin onto sub-cell nodes (k per cell side) of the output grid padded by the kernel's reach;
+    # the convolution then gives every output cell all its contributions.
+    padded = (rows + 2 * m, cols + 2 * m)
+    fshape = (
+        next_fast_len(padded[0] + 2, real=True),
+        next_fast_len(padded[1] + 2, real=True),
+    )
+    s0 = _phase_offsets(k)[0]
+    total, phases = _binned_phases(
+        x,
+        y,
+        w,
+        x_first=transform.c + (0.5 - m + s0) * cell_size,
+        y_first=transform.f - (0.5 - m + s0) * cell_size,
+        cell_size=cell_size,
+        oversample=k,
+        shape=padded,
+        fshape=fshape,
+    )
+    if total > 0:
+        dens = _polyphase_convolve(phases, stencils, shape, workers)
+        # FFT round-off leaves values of order eps * total * max(stencil) where the exact result
+        # is zero (and slightly negative ones); clear them so empty cells are exactly 0.
+        dens[dens < 64.0 * np.finfo(np.float64).eps * total * stencils.max()] = 0.0
+    else:
+        dens = np.zeros(shape, dtype=np.float64)
+    dens *= _M2_PER_KM2 / (cell_size * cell_size)
+    return dens.astype(np.float32)
 
 
 def kernel_density(
@@ -466,7 +650,7 @@ def kernel_density(
     units: str = "records per km2",
     min_bandwidth: float = 100.0,
     truncate: float = 5.0,
-    oversample: int = 2,
+    oversample: int | None = None,
     workers: int = 1,
 ) -> DensityGrid:
     """Binned (FFT) kernel density surface of points, in weight per km2.
@@ -503,7 +687,9 @@ def kernel_density(
     oversample
         Points are linearly binned onto ``oversample`` x ``oversample`` sub-cell nodes per cell,
         each convolved with the kernel sampled from its own position (polyphase), which cuts the
-        binning error roughly by ``oversample ** 2`` for ``oversample ** 2`` FFTs.
+        binning error roughly by ``oversample ** 2`` (by ``oversample`` at the edge of the
+        Epanechnikov kernel) for ``oversample ** 2`` FFTs. ``None`` takes the kernel's
+        :data:`DEFAULT_OVERSAMPLE`.
     workers
         Threads for the FFTs (``scipy.fft`` ``workers``; -1 for every core).
 
@@ -516,17 +702,9 @@ def kernel_density(
     _check_kernel(kernel)
     if cell_size <= 0:
         raise ValueError("cell_size must be positive")
-    if int(oversample) != oversample or oversample < 1:
-        raise ValueError("oversample must be a positive integer")
+    k = _resolve_oversample(oversample, kernel)
     x, y, w = _clean_points(x, y, weights)
-    if bandwidth is None:
-        bandwidth = default_bandwidth(x, y, weights=w, kernel=kernel, min_bandwidth=min_bandwidth)
-    bandwidth = float(bandwidth)
-    if not bandwidth >= cell_size:
-        raise ValueError(
-            f"bandwidth {bandwidth} m is smaller than one cell ({cell_size} m); "
-            "use a smaller cell_size or a larger bandwidth"
-        )
+    bandwidth = _resolve_bandwidth(bandwidth, x, y, w, kernel, cell_size, min_bandwidth)
     if bounds is None:
         if mask_geometry is not None:
             geoms = _as_geometries(mask_geometry)
@@ -538,36 +716,85 @@ def kernel_density(
         if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
             bounds = (bounds[0], bounds[1], bounds[0] + cell_size, bounds[1] + cell_size)
     transform, shape = aligned_grid(bounds, cell_size=cell_size)
-    rows, cols = shape
-
-    k = int(oversample)
-    stencils = _kernel_stencils(kernel, bandwidth, cell_size, truncate, k)
-    m = stencils.shape[-1] // 2
-    # Bin onto sub-cell nodes (k per cell side) of the output grid padded by the kernel's reach;
-    # the convolution's 'valid' part is then exactly the output grid with every contribution.
-    padded = (rows + 2 * m, cols + 2 * m)
-    s0 = _phase_offsets(k)[0]
-    fine = _bin_points(
+    inside = None
+    if mask_geometry is not None:
+        inside = _study_area_mask(mask_geometry, transform, shape, all_touched=all_touched)
+    return _grid(
         x,
         y,
         w,
-        x_first=transform.c + (0.5 - m + s0) * cell_size,
-        y_first=transform.f - (0.5 - m + s0) * cell_size,
-        cell_size=cell_size / k,
-        shape=(padded[0] * k, padded[1] * k),
+        transform=transform,
+        shape=shape,
+        inside=inside,
+        cell_size=cell_size,
+        bandwidth=bandwidth,
+        kernel=kernel,
+        truncate=truncate,
+        oversample=k,
+        workers=workers,
+        units=units,
     )
-    total = float(fine.sum())
-    if total > 0:
-        dens = _polyphase_convolve(fine.reshape(padded[0], k, padded[1], k), stencils, workers)
-        # FFT round-off leaves values of order eps * total * max(stencil) where the exact result
-        # is zero (and slightly negative ones); clear them so empty cells are exactly 0.
-        dens[dens < 64.0 * np.finfo(np.float64).eps * total * stencils.max()] = 0.0
-    else:
-        dens = np.zeros(shape, dtype=np.float64)
-    dens *= _M2_PER_KM2 / (cell_size * cell_size)
-    values = dens.astype(np.float32)
-    if mask_geometry is not None:
-        inside = _study_area_mask(mask_geometry, transform, shape, all_touched=all_touched)
+
+
+def _resolve_oversample(oversample: int | None, kernel: str) -> int:
+    if oversample is None:
+        return DEFAULT_OVERSAMPLE[kernel]
+    if int(oversample) != oversample or oversample < 1:
+        raise ValueError("oversample must be a positive integer")
+    return int(oversample)
+
+
+def _resolve_bandwidth(
+    bandwidth: float | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    kernel: str,
+    cell_size: float,
+    min_bandwidth: float,
+) -> float:
+    if bandwidth is None:
+        bandwidth = default_bandwidth(x, y, weights=w, kernel=kernel, min_bandwidth=min_bandwidth)
+    bandwidth = float(bandwidth)
+    if not bandwidth >= cell_size:
+        raise ValueError(
+            f"bandwidth {bandwidth} m is smaller than one cell ({cell_size} m); "
+            "use a smaller cell_size or a larger bandwidth"
+        )
+    return bandwidth
+
+
+def _grid(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    transform: Affine,
+    shape: tuple[int, int],
+    inside: np.ndarray | None,
+    cell_size: float,
+    bandwidth: float,
+    kernel: str,
+    truncate: float,
+    oversample: int,
+    workers: int,
+    units: str,
+) -> DensityGrid:
+    """The :class:`DensityGrid` of cleaned points on a given grid and study-area mask."""
+    values = _density_values(
+        x,
+        y,
+        w,
+        transform=transform,
+        shape=shape,
+        cell_size=cell_size,
+        bandwidth=bandwidth,
+        kernel=kernel,
+        truncate=truncate,
+        oversample=oversample,
+        workers=workers,
+    )
+    if inside is not None:
         values[~inside] = np.nan
     return DensityGrid(
         values=values,
@@ -591,12 +818,15 @@ def density_surfaces(
     all_touched: bool = False,
     min_bandwidth: float = 100.0,
     truncate: float = 5.0,
-    oversample: int = 2,
+    oversample: int | None = None,
     workers: int = 1,
     total_key: str = "total_harm",
     include_total: bool = True,
 ) -> dict[str, DensityGrid]:
     """Record-density surface per crime group and a harm-weighted surface of all records.
+
+    Every surface is on one grid, so the study-area mask is rasterised once for all of them;
+    each surface equals :func:`kernel_density` of its points with the same arguments.
 
     Parameters
     ----------
@@ -625,9 +855,10 @@ def density_surfaces(
     """
     x = points["x"].to_numpy(dtype=np.float64)
     y = points["y"].to_numpy(dtype=np.float64)
-    grp = points["crime_group"].astype("string").to_numpy(dtype=object, na_value=None)
+    codes, labels = pd.factorize(points["crime_group"].astype("string"))  # missing: -1
+    code_of = {str(g): i for i, g in enumerate(labels)}
     if groups is None:
-        groups = sorted({g for g in pd.unique(grp) if g is not None})
+        groups = sorted(code_of)
     if bounds is None:
         if mask_geometry is not None:
             geoms = _as_geometries(mask_geometry)
@@ -640,35 +871,45 @@ def density_surfaces(
             if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
                 bounds = (bounds[0], bounds[1], bounds[0] + cell_size, bounds[1] + cell_size)
 
-    def _bw(key: str) -> float | None:
-        if isinstance(bandwidth, Mapping):
-            return bandwidth.get(key)
-        return bandwidth
+    _check_kernel(kernel)
+    if cell_size <= 0:
+        raise ValueError("cell_size must be positive")
+    k = _resolve_oversample(oversample, kernel)
+    # One grid and one study-area mask for every surface.
+    transform, shape = aligned_grid(bounds, cell_size=cell_size)
+    inside = None
+    if mask_geometry is not None:
+        inside = _study_area_mask(mask_geometry, transform, shape, all_touched=all_touched)
 
-    common = dict(
-        bounds=bounds,
-        cell_size=cell_size,
-        kernel=kernel,
-        mask_geometry=mask_geometry,
-        all_touched=all_touched,
-        min_bandwidth=min_bandwidth,
-        truncate=truncate,
-        oversample=oversample,
-        workers=workers,
-    )
+    def _surface(sel: np.ndarray | None, weights: Any | None, key: str, units: str) -> DensityGrid:
+        px, py, pw = _clean_points(
+            x if sel is None else x[sel], y if sel is None else y[sel], weights
+        )
+        bw = bandwidth.get(key) if isinstance(bandwidth, Mapping) else bandwidth
+        bw = _resolve_bandwidth(bw, px, py, pw, kernel, cell_size, min_bandwidth)
+        return _grid(
+            px,
+            py,
+            pw,
+            transform=transform,
+            shape=shape,
+            inside=inside,
+            cell_size=cell_size,
+            bandwidth=bw,
+            kernel=kernel,
+            truncate=truncate,
+            oversample=k,
+            workers=workers,
+            units=units,
+        )
+
     out: dict[str, DensityGrid] = {}
     for g in groups:  # one surface per group
-        sel = grp == g
-        out[g] = kernel_density(x[sel], y[sel], bandwidth=_bw(g), units="records per km2", **common)
+        sel = codes == code_of[g] if g in code_of else np.zeros(codes.size, dtype=bool)
+        out[g] = _surface(sel, None, g, "records per km2")
     if include_total:
-        out[total_key] = kernel_density(
-            x,
-            y,
-            weights=points["harm"].to_numpy(dtype=np.float64),
-            bandwidth=_bw(total_key),
-            units="harm days per km2",
-            **common,
-        )
+        harm = points["harm"].to_numpy(dtype=np.float64)
+        out[total_key] = _surface(None, harm, total_key, "harm days per km2")
     return out
 
 

@@ -426,7 +426,7 @@ def density_surfaces_dask(
     all_touched: bool = False,
     min_bandwidth: float = 100.0,
     truncate: float = 5.0,
-    oversample: int = 2,
+    oversample: int | None = None,
     workers: int = 1,
     total_key: str = "total_harm",
     include_total: bool = True,

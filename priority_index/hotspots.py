@@ -11,9 +11,17 @@ permutation test holds the LSOA's own value fixed and draws its ``k_i`` neighbou
 random, without replacement, from the other ``n - 1`` LSOAs (Anselin 1995), ``permutations``
 times. As in esda, one set of draws is shared by all LSOAs (each LSOA's null distribution is
 still exact); unlike esda, the draws come from ``numpy.random.default_rng(seed)``, so results
-are reproducible, and the work is vectorised over LSOAs and permutations (no numba needed):
-for binary or row-standardised weights a draw's neighbour sum is a prefix sum of one shared
-random ordering, so a draw costs O(1) per LSOA instead of O(k_i).
+are reproducible, and depend only on the seed, the number of LSOAs and the largest number of
+neighbours, so Gi* and local Moran on the same weights (and every indicator) share them. A draw
+is the start of a random ordering of the LSOAs, drawn as independent uniform integers with the
+rare draws that repeat one drawn again (``O(k_max)`` a draw, not ``O(n)``), and LSOA ``i`` takes
+its first ``k_i`` entries, skipping itself. For binary or row-standardised weights the simulated
+lag is then a prefix sum of the draw, the same for every LSOA with the same number of neighbours
+(and weight) except in the few draws that hold the LSOA itself: each such group's simulated
+values are sorted once and every LSOA's counts read by binary search, then corrected for those
+few draws. The counts are exactly those of comparing every simulated value, in
+``O(permutations * (k_max + log permutations))`` instead of ``O(permutations * n)``: with the
+4,835 London LSOAs and 9,999 permutations a test takes about 10 ms (no numba needed).
 
 All p-values here are **two-sided**. The permutation p-value is
 ``min(1, 2 * (min(n_ge, n_le) + 1) / (permutations + 1))`` where ``n_ge`` and ``n_le`` count
@@ -211,6 +219,40 @@ def _random_orderings(rng: np.random.Generator, n_perm: int, n: int, size: int) 
     return np.take_along_axis(part, order, axis=1)
 
 
+def _has_repeat(rows: np.ndarray) -> np.ndarray:
+    """True for each row of a 2-D integer array that holds some value twice."""
+    s = np.sort(rows, axis=1)
+    return (s[:, 1:] == s[:, :-1]).any(axis=1)
+
+
+def _permutation_prefixes(rng: np.random.Generator, n_perm: int, n: int, size: int) -> np.ndarray:
+    """``(n_perm, size)`` int64: the first ``size`` entries of ``n_perm`` random orderings.
+
+    Each row is distributed as the start of a uniform random permutation of ``range(n)``.
+    When ``size`` is small against ``n`` the rows are drawn as independent uniform integers
+    and every row holding a repeat is drawn again (rejection sampling: a sequence of independent
+    uniform draws, conditioned on being distinct, is uniform over the ordered ``size``-subsets),
+    which costs ``O(size)`` a row instead of the ``O(n)`` of sorting random keys, used otherwise.
+    The result depends only on the generator's state.
+    """
+    size = min(size, n)
+    # Probability that `size` independent draws are distinct.
+    log_accept = float(np.log1p(-np.arange(size) / n).sum())
+    if log_accept < np.log(0.25):
+        block = max(1, _MAX_ELEMENTS // max(n, 1))
+        parts = [
+            _random_orderings(rng, min(block, n_perm - s), n, size)
+            for s in range(0, n_perm, block)  # blocks of rows bound the memory
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, size), dtype=np.int64)
+    out = rng.integers(0, n, size=(n_perm, size), dtype=np.int64)
+    redo = np.flatnonzero(_has_repeat(out))
+    while redo.size:  # expected 1 / accept - 1 rounds (accept >= 0.25), each on the rejects
+        out[redo] = rng.integers(0, n, size=(redo.size, size), dtype=np.int64)
+        redo = redo[_has_repeat(out[redo])]
+    return out
+
+
 def _conditional_pvalues(
     values: np.ndarray,
     offdiag: sparse.csr_matrix,
@@ -222,10 +264,20 @@ def _conditional_pvalues(
     """Two-sided conditional-permutation p-values of the spatial lag ``offdiag @ values``.
 
     Any local statistic of the form ``a_i + b_i * lag_i`` (Gi*, local Moran with fixed
-    ``z_i != 0``) has the same two-sided p-value as its lag. For LSOA ``i`` with ``k_i``
-    neighbours, a draw takes the first ``k_i`` entries, skipping ``i``, of a random ordering of
-    all LSOAs (so a uniform ``k_i``-subset of the others) and assigns them the row's weights.
-    Rows whose weights are all equal use prefix sums of the ordering; other rows gather.
+    ``z_i != 0``) has the same two-sided p-value as its lag. One set of ``permutations``
+    draws is shared by every LSOA: draw ``p`` is the start of a random ordering of all LSOAs
+    (:func:`_permutation_prefixes`), and LSOA ``i`` with ``k_i`` neighbours takes its first
+    ``k_i`` entries, skipping ``i`` (so a uniform ``k_i``-subset of the others), and assigns
+    them the row's weights.
+
+    Rows whose weights are all equal (binary, row-standardised) have the simulated lag
+    ``w_i * S_p(k_i)`` with ``S_p(k)`` the prefix sum of draw ``p``, unless ``i`` is among its
+    own first ``k_i`` entries (then ``S_p(k_i + 1) - y_i``). All the rows with the same
+    ``(k_i, w_i)`` therefore share one simulated distribution: it is sorted once and each row's
+    counts are read by binary search, then the few (draw, row) pairs that hold ``i`` itself are
+    corrected one by one. The counts are exactly those of comparing every simulated value, in
+    ``O(permutations * (k_max + log permutations))`` work instead of
+    ``O(permutations * n)``. Other rows gather their draws and weights.
     """
     n = values.size
     card = np.diff(offdiag.indptr)
@@ -244,58 +296,106 @@ def _conditional_pvalues(
     wconst[card > 0] = row_max
     if force_general:
         equal[:] = False
-    equal |= card == 0
-    fast = np.flatnonzero(equal)
-    slow = np.flatnonzero(~equal)
-    # Dense, zero-padded weights of the gathered rows.
-    slow_card = card[slow]
-    wpad = np.zeros((slow.size, kmax))
-    if slow.size:
-        cols = np.arange(kmax)
-        mask = cols[None, :] < slow_card[:, None]
-        starts = offdiag.indptr[slow]
-        wpad[mask] = offdiag.data[(starts[:, None] + cols[None, :])[mask]]
+    fast = np.flatnonzero(equal & (card > 0))
+    slow = np.flatnonzero(~equal & (card > 0))
 
     # Tolerance for ties: sums of the same numbers in another order.
     scale = np.abs(offdiag).sum(axis=1).A1 * np.abs(values).max()
     tol = 1e-9 * scale + 1e-300
+    lo = observed - tol
+    hi = observed + tol
     n_ge = np.zeros(n, dtype=np.int64)
     n_le = np.zeros(n, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    block = max(1, min(permutations, _MAX_ELEMENTS // max(n, 1)))
     size = min(kmax + 1, n)
-    cols_all = np.arange(kmax)
-    for start in range(0, permutations, block):
-        nb = min(block, permutations - start)
-        draws = _random_orderings(rng, nb, n, size)  # (nb, size)
-        pos = np.full((nb, n), size, dtype=np.int32)
-        np.put_along_axis(pos, draws, np.arange(size, dtype=np.int32)[None, :], axis=1)
-        if fast.size:
-            cum = np.zeros((nb, size + 1))
-            np.cumsum(values[draws], axis=1, out=cum[:, 1:])
-            k = card[fast]
-            skip = pos[:, fast] < k  # i itself is among its first k draws: take one more
-            k1 = np.minimum(k + 1, size)
-            sums = np.where(skip, cum[:, k1] - values[fast], cum[:, k])
-            sims = sums * wconst[fast]
-            n_ge[fast] += (sims >= observed[fast] - tol[fast]).sum(axis=0)
-            n_le[fast] += (sims <= observed[fast] + tol[fast]).sum(axis=0)
-        if slow.size:
-            step = max(1, _MAX_ELEMENTS // (nb * kmax))
-            rows = np.arange(nb)[:, None, None]
-            for c0 in range(0, slow.size, step):
-                obs_rows = slow[c0 : c0 + step]
-                p_i = pos[:, obs_rows][:, :, None]  # (nb, m, 1)
-                idx = cols_all[None, None, :] + (cols_all[None, None, :] >= p_i)
-                drawn = values[draws[rows, np.minimum(idx, size - 1)]]  # (nb, m, kmax)
-                sims = np.einsum("pmk,mk->pm", drawn, wpad[c0 : c0 + step])
-                n_ge[obs_rows] += (sims >= observed[obs_rows] - tol[obs_rows]).sum(axis=0)
-                n_le[obs_rows] += (sims <= observed[obs_rows] + tol[obs_rows]).sum(axis=0)
+    draws = _permutation_prefixes(rng, permutations, n, size)  # (permutations, size)
+    if fast.size:
+        _count_equal_rows(values, draws, card, wconst, fast, lo, hi, n_ge, n_le)
+    if slow.size:
+        _count_general_rows(values, offdiag, draws, card, slow, lo, hi, n_ge, n_le)
 
     directed = (np.minimum(n_ge, n_le) + 1) / (permutations + 1)
     pvals = np.minimum(1.0, 2.0 * directed)
     pvals[card == 0] = 1.0
     return pvals
+
+
+def _count_equal_rows(
+    values: np.ndarray,
+    draws: np.ndarray,
+    card: np.ndarray,
+    wconst: np.ndarray,
+    rows: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    n_ge: np.ndarray,
+    n_le: np.ndarray,
+) -> None:
+    """Add to ``n_ge`` / ``n_le`` the simulated lags ``>= lo`` / ``<= hi`` of equal-weight rows."""
+    n_perm, size = draws.shape
+    cum = np.zeros((n_perm, size + 1))
+    np.cumsum(values[draws], axis=1, out=cum[:, 1:])
+    # One sorted null distribution per (cardinality, weight) group of rows.
+    k = card[rows]
+    w = wconst[rows]
+    order = np.lexsort((w, k))
+    rows, k, w = rows[order], k[order], w[order]
+    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (w[1:] != w[:-1])])
+    for s, e in zip(starts, np.r_[starts[1:], rows.size], strict=True):  # groups, not LSOAs
+        sims = np.sort(cum[:, k[s]] * w[s])
+        g = rows[s:e]
+        n_ge[g] += n_perm - np.searchsorted(sims, lo[g], side="left")
+        n_le[g] += np.searchsorted(sims, hi[g], side="right")
+    # Draws where row i is among its own first k_i entries: it is skipped and one more taken.
+    is_row = np.zeros(card.size, dtype=bool)
+    is_row[rows] = True
+    position = np.broadcast_to(np.arange(size), draws.shape)
+    p, j = np.nonzero(is_row[draws] & (position < card[draws]))
+    i = draws[p, j]
+    ki = card[i]
+    old = cum[p, ki] * wconst[i]
+    new = (cum[p, np.minimum(ki + 1, size)] - values[i]) * wconst[i]
+    m = card.size
+    n_ge += np.bincount(i[new >= lo[i]], minlength=m) - np.bincount(i[old >= lo[i]], minlength=m)
+    n_le += np.bincount(i[new <= hi[i]], minlength=m) - np.bincount(i[old <= hi[i]], minlength=m)
+
+
+def _count_general_rows(
+    values: np.ndarray,
+    offdiag: sparse.csr_matrix,
+    draws: np.ndarray,
+    card: np.ndarray,
+    rows: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    n_ge: np.ndarray,
+    n_le: np.ndarray,
+) -> None:
+    """Add to ``n_ge`` / ``n_le`` the simulated lags ``>= lo`` / ``<= hi`` of any rows."""
+    n_perm, size = draws.shape
+    n = card.size
+    kmax = int(card[rows].max())
+    # Dense, zero-padded weights of the rows.
+    wpad = np.zeros((rows.size, kmax))
+    cols = np.arange(kmax)
+    mask = cols[None, :] < card[rows][:, None]
+    wpad[mask] = offdiag.data[(offdiag.indptr[rows][:, None] + cols[None, :])[mask]]
+    block = max(1, min(n_perm, _MAX_ELEMENTS // max(n, 1)))
+    for start in range(0, n_perm, block):  # blocks of draws bound the memory
+        d = draws[start : start + block]
+        nb = d.shape[0]
+        pos = np.full((nb, n), size, dtype=np.int32)  # position of each LSOA in the draw
+        np.put_along_axis(pos, d, np.arange(size, dtype=np.int32)[None, :], axis=1)
+        step = max(1, _MAX_ELEMENTS // (nb * kmax))
+        perm = np.arange(nb)[:, None, None]
+        for c0 in range(0, rows.size, step):
+            obs_rows = rows[c0 : c0 + step]
+            p_i = pos[:, obs_rows][:, :, None]  # (nb, m, 1)
+            idx = cols[None, None, :] + (cols[None, None, :] >= p_i)  # skip i itself
+            drawn = values[d[perm, np.minimum(idx, size - 1)]]  # (nb, m, kmax)
+            sims = np.einsum("pmk,mk->pm", drawn, wpad[c0 : c0 + step])
+            n_ge[obs_rows] += (sims >= lo[obs_rows]).sum(axis=0)
+            n_le[obs_rows] += (sims <= hi[obs_rows]).sum(axis=0)
 
 
 # --------------------------------------------------------------------------------------------

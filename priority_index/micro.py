@@ -240,10 +240,25 @@ def _to_bng(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> Any:
     return frame
 
 
+#: Up to this many geometries, points are tested polygon by polygon (no tree of points).
+_FEW_GEOMETRIES = 64
+
+
 def _first_containing(px: np.ndarray, py: np.ndarray, geoms: np.ndarray) -> np.ndarray:
     """Position of the first geometry covering each point (-1 for none), vectorised."""
     out = np.full(px.size, -1, dtype=np.int64)
     if px.size == 0 or geoms.size == 0:
+        return out
+    if geoms.size <= _FEW_GEOMETRIES:
+        # a few polygons (the nine neighbourhoods): test only the points in each one's box
+        shapely.prepare(geoms)
+        bounds = shapely.bounds(geoms)
+        for k, (geom, (x0, y0, x1, y1)) in enumerate(zip(geoms, bounds, strict=True)):
+            if geom is None or shapely.is_empty(geom):
+                continue
+            cand = np.flatnonzero((out < 0) & (px >= x0) & (px <= x1) & (py >= y0) & (py <= y1))
+            if cand.size:
+                out[cand[shapely.intersects_xy(geom, px[cand], py[cand])]] = k
         return out
     tree = shapely.STRtree(geoms)
     pt_idx, geom_idx = tree.query(shapely.points(px, py), predicate="intersects")
@@ -287,16 +302,16 @@ def _records(pts: pd.DataFrame, take: np.ndarray) -> pd.DataFrame:
     n = int(take.size)
     recs = pd.DataFrame(
         {
-            "group": pts["crime_group"].astype("string").fillna("unknown").to_numpy()[take],
+            "group": pts["crime_group"].take(take).astype("string").fillna("unknown").to_numpy(),
             "harm": pts["harm"].to_numpy(dtype=np.float64, na_value=np.nan)[take],
-            "month": pts["month"].astype("string").to_numpy()[take],
+            "month": pts["month"].take(take).astype("string").to_numpy(),
             "location": (
-                pts["location"].astype("string").to_numpy()[take]
+                pts["location"].take(take).astype("string").to_numpy()
                 if "location" in pts.columns
                 else pd.array([pd.NA] * n, dtype="string")
             ),
             "lsoa_code": (
-                pts["lsoa_code"].astype("string").to_numpy()[take]
+                pts["lsoa_code"].take(take).astype("string").to_numpy()
                 if "lsoa_code" in pts.columns
                 else pd.array([pd.NA] * n, dtype="string")
             ),

@@ -71,6 +71,15 @@ class Inputs:
     points_generated: bool
     notes: list[str] = field(default_factory=list)
     segments: gpd.GeoDataFrame | None = None  # street segments (micro-places), when roads given
+    _by_period: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def points_in(self, period: str | None) -> pd.DataFrame:
+        """The points of one period (selected once, then reused; none for ``None``)."""
+        if period is None:
+            return self.points.iloc[:0]
+        if period not in self._by_period:
+            self._by_period[period] = self.points[self.points["period"] == period]
+        return self._by_period[period]
 
 
 @dataclass
@@ -333,6 +342,7 @@ def ingest(settings: Settings, progress: Progress = _quiet, client=None) -> Inpu
             f"{t.rows_rejected:,} rejected"
         )
     points = pd.concat(point_parts, ignore_index=True) if point_parts else police_uk._empty_points()
+    points = compact_points(points)
     points["harm"] = points["crime_group"].map(hw).astype(float)
     if generated:
         notes.append(
@@ -469,6 +479,44 @@ def best_fit_map(overlap: pd.DataFrame, study_codes: pd.Index) -> dict[str, dict
     return {a: {b: 1.0} for a, b in zip(best["from_code"], best["to_code"], strict=True)}
 
 
+#: Text columns of the points with few distinct values. Stored as categoricals (sorted
+#: categories): the many selections of rows by period and group become integer takes.
+_CATEGORICAL_COLUMNS = (
+    "month",
+    "period",
+    "crime_group",
+    "crime_type",
+    "lsoa_code",
+    "location",
+    "source_file",
+)
+
+
+def compact_points(points: pd.DataFrame) -> pd.DataFrame:
+    """The points with their low-cardinality text columns as sorted categoricals.
+
+    Parameters
+    ----------
+    points
+        Points as the police.uk reader returns them (text columns as strings).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows and values; ``month``, ``period``, ``crime_group``, ``crime_type``,
+        ``lsoa_code``, ``location`` and ``source_file`` as categoricals whose categories
+        (Python strings) are sorted.
+    """
+    out = points.copy()
+    for col in _CATEGORICAL_COLUMNS:
+        if col not in out.columns or isinstance(out[col].dtype, pd.CategoricalDtype):
+            continue
+        codes, uniques = pd.factorize(out[col], sort=True, use_na_sentinel=True)
+        categories = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        out[col] = pd.Categorical.from_codes(codes, categories=categories)
+    return out
+
+
 def _best_fit(code_map: dict[str, dict[str, float]] | None) -> dict[str, str] | None:
     if not code_map:
         return None
@@ -536,7 +584,7 @@ def points_period(settings: Settings, inputs: Inputs) -> str | None:
 def current_points(settings: Settings, inputs: Inputs) -> pd.DataFrame:
     """Points of :func:`points_period` (empty when there are none)."""
     per = points_period(settings, inputs)
-    return inputs.points[inputs.points["period"] == per] if per else inputs.points.iloc[:0]
+    return inputs.points_in(per)
 
 
 # --------------------------------------------------------------------------- stage 2-4
@@ -572,7 +620,7 @@ def build_index(settings: Settings, inputs: Inputs, progress: Progress = _quiet)
     lsoas = inputs.study.index
     cur = settings.current_period.name
     counts = wide_counts(inputs.counts, cur, lsoas)
-    pts_cur = inputs.points[inputs.points["period"] == cur]
+    pts_cur = inputs.points_in(cur)
     repeat = indicators.repeat_location_share(pts_cur) if len(pts_cur) else None
     if repeat is not None:
         repeat = repeat.reindex(lsoas)
@@ -620,7 +668,7 @@ def build_index(settings: Settings, inputs: Inputs, progress: Progress = _quiet)
         prev_name = settings.periods[-2].name
         prev_counts = wide_counts(inputs.counts, prev_name, lsoas)
         if prev_counts.to_numpy().sum() > 0:
-            pts_prev = inputs.points[inputs.points["period"] == prev_name]
+            pts_prev = inputs.points_in(prev_name)
             rp = (
                 indicators.repeat_location_share(pts_prev).reindex(lsoas) if len(pts_prev) else None
             )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -12,9 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from rasterio.features import geometry_mask
 from sklearn.neighbors import KernelDensity
 
+from priority_index import density
 from priority_index.density import (
+    DEFAULT_OVERSAMPLE,
     DensityGrid,
     aligned_grid,
     compare_with_sklearn,
@@ -166,6 +172,52 @@ def test_epanechnikov_matches_sklearn_with_weights():
     assert res.max_rel_error < 0.01
 
 
+def test_epanechnikov_default_oversample_on_snapped_points():
+    # police.uk-like points: records snapped to shared map points (a 60 m lattice), so a cell
+    # can take much of its density from one location near the kernel's edge, where the
+    # Epanechnikov slope jumps and binning errs in proportion to the node spacing.
+    x, y = clustered_points(6000, 2000, seed=11)
+    sx, sy = np.round(x / 60.0) * 60.0 + 7.0, np.round(y / 60.0) * 60.0 - 11.0
+    kw = dict(bounds=BOUNDS, cell_size=25.0, bandwidth=250.0, kernel="epanechnikov")
+    errors = {}
+    for k in (None, 2):
+        g = kernel_density(sx, sy, oversample=k, **kw)
+        xs, ys = g.cell_centres()
+        v = g.values.ravel().astype(np.float64)
+        cells = np.flatnonzero(v >= 0.05 * v.max())
+        r, c = np.divmod(cells, g.shape[1])
+        ref = exact_density(sx, sy, xs[c], ys[r], bandwidth=250.0, kernel="epanechnikov")
+        errors[k] = np.max(np.abs(v[cells] - ref) / ref)
+    assert DEFAULT_OVERSAMPLE["epanechnikov"] == 3
+    assert errors[None] < 0.01 < errors[2]
+    np.testing.assert_array_equal(
+        kernel_density(sx, sy, **kw).values, kernel_density(sx, sy, oversample=3, **kw).values
+    )
+
+
+@pytest.mark.parametrize("oversample", [1, 2, 3, 4])
+def test_every_oversample_keeps_mass_and_matches_exact(oversample):
+    # Points off the sub-cell nodes, one beyond the grid's west edge and one beyond its
+    # padding (which cannot reach the grid).
+    px = np.array([1013.0, 1377.7, 1520.2, -60.0, -900.0])
+    py = np.array([1041.0, 1210.3, 888.8, 1000.0, 1000.0])
+    kw = dict(bounds=(0, 0, 2500, 2500), cell_size=25.0, bandwidth=300.0, oversample=oversample)
+    g = kernel_density(px, py, **kw)
+    inside = kernel_density(px[:3], py[:3], **kw)
+    assert inside.total() == pytest.approx(3.0, rel=1e-6)
+    xs, ys = g.cell_centres()
+    v = g.values.astype(np.float64)
+    ref = exact_density(px, py, *np.meshgrid(xs, ys), bandwidth=300.0).reshape(v.shape)
+    assert 3.2 < g.total() < 3.5  # part of the west point's kernel lies beyond the grid
+    assert g.total() == pytest.approx(ref.sum() * g.cell_area_km2, rel=2e-3)
+    high = ref >= 0.05 * ref.max()
+    # Quartic edges of lone points: the error falls as the square of the node spacing.
+    assert np.max(np.abs(v[high] - ref[high]) / ref[high]) < 0.2 / oversample**2
+    # Binning moves weight at most one node (25 m / oversample per axis) from each point.
+    far = np.hypot(xs[None, :, None] - px, ys[:, None, None] - py).min(axis=2) > 300.0 + 36.0
+    assert far.sum() > 8000 and np.all(v[far] == 0)
+
+
 def test_quartic_matches_exact_direct_sum():
     x, y = clustered_points(400, 100, seed=9)
     g = kernel_density(x, y, bounds=BOUNDS, cell_size=25.0, bandwidth=200.0, kernel="quartic")
@@ -212,6 +264,57 @@ def test_mask_sets_cells_outside_study_area_to_nan():
     np.testing.assert_allclose(g2.values, g.values[12:18, 2:12], rtol=1e-6)
 
 
+def test_mask_shapes_burn_like_the_geometries():
+    ring = shapely.box(0, 0, 1000, 1000).difference(shapely.box(300, 300, 600, 600))
+    multi = shapely.MultiPolygon(
+        [shapely.box(1200, 0, 1500, 400), shapely.Point(1750, 500).buffer(300).difference(ring)]
+    )
+    geoms = [
+        ring,
+        multi,
+        shapely.GeometryCollection([shapely.box(0, 1200, 300, 1500), shapely.Point(1900, 1900)]),
+        shapely.LineString([(100, 1100), (1800, 1150)]),
+        shapely.Polygon([(1200, 1200, 5.0), (1400, 1200, 5.0), (1300, 1400, 5.0)]),
+    ]
+    transform, shape = aligned_grid((0, 0, 2000, 2000), cell_size=25.0)
+    for all_touched in (False, True):
+        ours = density._study_area_mask(geoms, transform, shape, all_touched=all_touched)
+        plain = geometry_mask(
+            geoms, out_shape=shape, transform=transform, all_touched=all_touched, invert=True
+        )
+        np.testing.assert_array_equal(ours, plain)
+        assert 0 < ours.sum() < ours.size
+
+
+def test_density_surfaces_share_one_mask_and_match_kernel_density(monkeypatch):
+    x, y = clustered_points(300, 100)
+    groups = np.where(np.arange(x.size) % 3 == 0, "robbery", "burglary")
+    harm = np.where(groups == "robbery", 365.0, 182.5)
+    pts = pd.DataFrame({"x": x, "y": y, "crime_group": groups, "harm": harm})
+    pts.loc[5, "crime_group"] = None  # in the harm surface only
+    area = shapely.Point(532500.0, 162500.0).buffer(2200.0)
+    calls = []
+    masker = density._study_area_mask
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return masker(*args, **kwargs)
+
+    monkeypatch.setattr(density, "_study_area_mask", counting)
+    kw = dict(cell_size=50.0, mask_geometry=area)
+    out = density_surfaces(pts, groups=["burglary", "robbery", "theft"], **kw)
+    assert len(calls) == 1
+    assert list(out) == ["burglary", "robbery", "theft", "total_harm"]
+    for g in ("burglary", "robbery"):
+        sel = (pts["crime_group"] == g).to_numpy()
+        one = kernel_density(x[sel], y[sel], **kw)
+        np.testing.assert_array_equal(out[g].values, one.values)
+        assert (out[g].bandwidth, out[g].transform) == (one.bandwidth, one.transform)
+    assert np.nansum(out["theft"].values) == 0.0 and out["theft"].bandwidth == 100.0
+    total = kernel_density(x, y, weights=harm, units="harm days per km2", **kw)
+    np.testing.assert_array_equal(out["total_harm"].values, total.values)
+
+
 def test_default_bandwidth_by_hand():
     cx, cy = 530000.0, 160000.0
     four_x = cx + np.array([100.0, -100.0, 0.0, 0.0])
@@ -242,6 +345,27 @@ def test_default_bandwidth_by_hand():
         0.9 * math.sqrt(1 / math.log(2)) * 550.0 * 4**-0.2
     )
     assert default_bandwidth([cx], [cy], min_bandwidth=123.0) == 123.0
+
+
+def test_default_bandwidth_does_not_depend_on_blas_threads():
+    # Dask workers run with one BLAS thread: the bandwidth (and so the surface) must not change.
+    code = (
+        "import numpy as np\n"
+        "from priority_index.density import default_bandwidth\n"
+        "r = np.random.default_rng(8)\n"
+        "x, y = 530000 + r.normal(0, 900, 20000), 180000 + r.normal(0, 400, 20000)\n"
+        "w = r.choice([1.0, 14.0, 182.5, 365.0], 20000)\n"
+        "print(repr(default_bandwidth(x, y, weights=w, min_bandwidth=0.0)))\n"
+        "print(repr(default_bandwidth(x, y, min_bandwidth=0.0)))\n"
+    )
+    runs = set()
+    for threads in ("1", "2", "4"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        runs.add(out.stdout)
+    assert len(runs) == 1
 
 
 def test_bandwidth_none_uses_default_rule():

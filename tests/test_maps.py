@@ -1060,3 +1060,107 @@ def test_banner_and_offset_numbers_in_chromium(borough, tmp_path):
     assert "<b>police.uk</b>" not in _without_scripts(dom)
     assert _count(r'<div class="pi-num pi-num-generic">2</div>', dom) == 1
     _assert_no_injection(dom)
+
+
+# --------------------------------------------------------------------------------------------
+# Large study areas: map_pages aggregates the overview and writes one map per authority
+
+
+def _two_authorities(lsoas: gpd.GeoDataFrame) -> pd.Series:
+    """West and east halves of the synthetic borough as two local authorities."""
+    x = shapely.get_x(shapely.centroid(np.asarray(lsoas.geometry.values)))
+    return pd.Series(np.where(x < np.median(x), "E09000901", "E09000902"), index=lsoas.index)
+
+
+def test_map_pages_within_budget_is_the_overview(borough):
+    lsoas, neighbourhoods, micro, density = borough
+    pages = maps.map_pages(lsoas, neighbourhoods, micro, density=density, title="Test")
+    assert list(pages) == ["overview.html"] + [
+        f"neighbourhood_{i}.html" for i in neighbourhoods.index
+    ]
+    expected = maps.overview_map(
+        lsoas, neighbourhoods=neighbourhoods, micro_places=micro, density=density, title="Test"
+    )
+    assert pages["overview.html"] == expected
+    assert pages["neighbourhood_1.html"] == maps.neighbourhood_map(
+        1, lsoas, neighbourhoods, micro, density=density
+    )
+
+
+def test_expected_overview_size_is_a_close_upper_bound(borough, overview_html):
+    lsoas, neighbourhoods, micro, _ = borough
+    prep = maps._prepare(lsoas, neighbourhoods, micro, simplify_tolerance=10.0, precision=5)
+    actual = len(overview_html.encode())
+    assert actual <= maps._overview_bytes(prep, with_density=True) <= actual + 600_000
+    assert 0.8 < maps._overview_bytes(prep, with_density=False) / actual < 1.2
+
+
+@pytest.fixture(scope="module")
+def aggregated(borough):
+    lsoas, neighbourhoods, micro, density = borough
+    areas = _two_authorities(lsoas)
+    return maps.map_pages(
+        lsoas,
+        neighbourhoods,
+        micro,
+        density=density,
+        title="Region",
+        areas=areas,
+        area_names={"E09000901": "Westborough", "E09000902": "Eastborough <i>"},
+        overview_budget_mb=0.2,  # smaller than the LSOA overview: forces the aggregate
+    )
+
+
+def test_map_pages_over_budget_aggregates_by_authority(borough, aggregated):
+    lsoas, neighbourhoods, _, _ = borough
+    assert sorted(aggregated) == sorted(
+        ["overview.html", "area_E09000901.html", "area_E09000902.html"]
+        + [f"neighbourhood_{i}.html" for i in neighbourhoods.index]
+    )
+    overview = aggregated["overview.html"]
+    assert len(overview) < 0.5 * len(aggregated["area_E09000901.html"]) + 400_000
+    assert "are shown as 2 local authorities" in overview
+    assert "over the 0.2 MB budget" in overview
+    assert 'href=\\"area_E09000901.html\\"' in overview  # the popup links each authority map
+    # names from data are escaped (and the JSON escapes the entities again)
+    assert "Eastborough \\u0026lt;i\\u0026gt;" in overview and "Eastborough <i>" not in overview
+    # each authority map is the overview of its own LSOAs, every one of them
+    areas = _two_authorities(lsoas)
+    for code in ("E09000901", "E09000902"):
+        page = aggregated[f"area_{code}.html"]
+        codes = set(re.findall(r'"id": "(E0199\d{4})"', page))
+        assert codes == set(areas.index[areas == code])
+        check_offline(page)
+    assert aggregated["area_E09000902.html"].count("<title>Region: Eastborough &lt;i&gt;") == 1
+
+
+def test_grid_squares_grow_until_few_enough():
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(400_000, 460_000, 5000), rng.uniform(100_000, 160_000, 5000)
+    keys, side = maps.grid_squares(x, y, max_squares=100)
+    assert side == 10_000.0 and len(set(keys)) <= 100  # 5 km squares would be 144
+    assert keys[0] == f"E{int(x[0] // 10_000 * 10):d} N{int(y[0] // 10_000 * 10):d}"
+
+
+def test_map_pages_without_authorities_aggregates_by_grid(borough):
+    lsoas, neighbourhoods, micro, density = borough
+    pages = maps.map_pages(
+        lsoas, neighbourhoods, micro, density=density, overview_budget_mb=0.2, max_areas=20
+    )
+    assert not any(name.startswith("area_") for name in pages)
+    overview = pages["overview.html"]
+    assert re.search(r"are shown as \d+ \d+ km grid squares", overview)
+    squares = int(re.search(r"are shown as (\d+) ", overview).group(1))
+    assert 2 <= squares <= 20
+
+
+@pytest.mark.browser
+def test_aggregated_overview_draws_offline_in_chromium(borough, aggregated, tmp_path):
+    _, neighbourhoods, micro, _ = borough
+    page = tmp_path / "overview.html"
+    page.write_text(aggregated["overview.html"], encoding="utf-8")
+    dom = dump_dom(page)
+    # two authorities, the neighbourhood outlines and the micro-places
+    assert _count(INTERACTIVE_PATH, dom) == 2 + len(neighbourhoods) + len(micro)
+    assert _count(r'<div class="leaflet-marker-icon pi-nb-label-icon', dom) == len(neighbourhoods)
+    assert "Eastborough <i>" not in _without_scripts(dom)

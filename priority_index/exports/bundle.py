@@ -6,6 +6,7 @@ folder once everything is written (see ``pipeline.write_outputs``).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,24 @@ def lsoa_index_layer(r: RunResult) -> gpd.GeoDataFrame:
         out[f"contrib_{c}"] = res.contributions[c]
     out = out.reset_index()
     return gpd.GeoDataFrame(out, geometry=study.geometry.to_numpy(), crs=study.crs)
+
+
+def _authorities(study: gpd.GeoDataFrame) -> tuple[pd.Series | None, dict[str, str]]:
+    """Local authority code per LSOA and a display name per code (the boundaries' name
+    column, else the LSOA names' common stem such as "Croydon", else the code)."""
+    if "lad_code" not in study.columns:
+        return None, {}
+    codes = study["lad_code"].astype(str)
+    if (codes == "").all():
+        return None, {}
+    names: dict[str, str] = {}
+    lad_names = study["lad_name"].astype(str) if "lad_name" in study.columns else None
+    stems = study["lsoa_name"].astype(str).str.replace(r"\s+\d{3}[A-Z]$", "", regex=True)
+    for code, members in codes.groupby(codes).groups.items():
+        given = sorted(set(lad_names.loc[members]) - {""}) if lad_names is not None else []
+        stem = sorted(set(stems.loc[members]))
+        names[str(code)] = given[0] if len(given) == 1 else stem[0] if len(stem) == 1 else code
+    return codes, names
 
 
 def _neighbourhoods_layer(r: RunResult) -> gpd.GeoDataFrame:
@@ -189,6 +208,7 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         "rejected_records": "Every input record not used, with its reason, file and line",
         "ward_boundaries": "Electoral wards",
     }
+    input_sha = {p: _sha(p) for p in r.inputs.input_files}
     gpkg_meta = {
         "title": s.pipeline.title or s.pipeline.name,
         "pipeline": s.pipeline.name,
@@ -196,7 +216,7 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         "seed": str(s.pipeline.seed),
         "config_toml": s.toml_text,
         "inputs": "\n".join(
-            f"{relative(p, s.base_dir)} sha256={_sha(p)}" for p in r.inputs.input_files
+            f"{relative(p, s.base_dir)} sha256={input_sha[p]}" for p in r.inputs.input_files
         ),
         # GeoPackage timestamps: the day after the current period, so that identical inputs give
         # identical files (the run's own timestamp is in manifest.json run_info)
@@ -206,79 +226,43 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         "licence": "Contains public sector information licensed under the Open Government "
         "Licence v3.0. Contains OS data (c) Crown copyright and database right.",
     }
-    geopackage.write_geopackage(
-        out / GPKG,
-        layers,
-        styles=styles.default_styles(layers),
-        field_descriptions=field_descriptions(layers),
-        layer_descriptions=layer_desc,
-        metadata=gpkg_meta,
-    )
-    written[GPKG] = out / GPKG
-    progress(f"{GPKG}: {len(layers)} layers")
 
-    for key, grid in r.hotspots.surfaces.items():
-        name = "harm" if key == "total_harm" else key
-        path = out / f"density_{name}.tif"
-        label = "all crime, weighted by harm" if key == "total_harm" else GROUP_LABELS.get(key, key)
-        rasters.write_cog(grid, path, description=f"Kernel density: {label}", min_overview_size=32)
-        written[path.name] = path
-        if path.with_suffix(".qml").exists():
-            written[path.with_suffix(".qml").name] = path.with_suffix(".qml")
+    def write_gis() -> dict[str, Path]:
+        """The GeoPackage and the rasters (GDAL releases the GIL: they are written while the
+        maps are built)."""
+        done: dict[str, Path] = {}
+        geopackage.write_geopackage(
+            out / GPKG,
+            layers,
+            styles=styles.default_styles(layers),
+            field_descriptions=field_descriptions(layers),
+            layer_descriptions=layer_desc,
+            metadata=gpkg_meta,
+        )
+        done[GPKG] = out / GPKG
+        progress(f"{GPKG}: {len(layers)} layers")
+        for key, grid in r.hotspots.surfaces.items():
+            name = "harm" if key == "total_harm" else key
+            path = out / f"density_{name}.tif"
+            label = (
+                "all crime, weighted by harm" if key == "total_harm" else GROUP_LABELS.get(key, key)
+            )
+            rasters.write_cog(
+                grid, path, description=f"Kernel density: {label}", min_overview_size=32
+            )
+            done[path.name] = path
+            if path.with_suffix(".qml").exists():
+                done[path.with_suffix(".qml").name] = path.with_suffix(".qml")
+        return done
 
-    maps_dir = out / "maps"
-    maps_dir.mkdir()
-    dens = r.hotspots.surfaces.get("total_harm")
-    web_lsoas = lsoa_index.set_index("lsoa_code")
-    nb = neighbourhoods.set_index("neighbourhood_id")
-    title = s.pipeline.title or s.pipeline.name
-    pts = r.inputs.points
-    cur = pts[pts["period"] == r.points_period] if r.points_period else pts.iloc[:0]
-    groups = sorted(cur["crime_group"].dropna().unique())
-    note = None
-    if groups:
-        note = points_note(
-            groups,
-            r.points_period,
-            all_groups=r.inputs.counts["crime_group"].unique(),
-            source="GENERATED police.uk-style" if r.inputs.points_generated else "police.uk",
-        )
-    label = (
-        f"{GROUP_LABELS.get(groups[0], groups[0]).lower()} harm days per km2"
-        if len(groups) == 1
-        else None
-    )
-    html = maps.overview_map(
-        web_lsoas,
-        neighbourhoods=nb,
-        micro_places=micro,
-        density=dens,
-        title=title,
-        basemap=s.maps.basemap,
-        simplify_tolerance=s.maps.simplify_m,
-        points_note=note,
-        density_label=label,
-    )
-    maps.write_map(html, maps_dir / "overview.html")
-    written["maps/overview.html"] = maps_dir / "overview.html"
-    for nid in nb.index:
-        html = maps.neighbourhood_map(
-            int(nid),
-            web_lsoas,
-            nb,
-            micro,
-            density=dens,
-            basemap=s.maps.basemap,
-            simplify_tolerance=s.maps.simplify_m,
-            points_note=note,
-            density_label=label,
-            min_records=s.micro.min_records,
-            min_overlap=s.micro.min_overlap,
-        )
-        p = maps_dir / f"neighbourhood_{int(nid)}.html"
-        maps.write_map(html, p)
-        written[f"maps/{p.name}"] = p
-    progress(f"maps: overview + {len(nb)} neighbourhood maps")
+    background = ThreadPoolExecutor(max_workers=1)
+    gis = background.submit(write_gis)
+    try:
+        map_files = _write_maps(r, out, lsoa_index, neighbourhoods, micro, progress)
+        written.update(gis.result())
+    finally:
+        background.shutdown(wait=True)
+    written.update(map_files)
 
     tables = {
         "harm_table.csv": r.harm_table,
@@ -311,7 +295,7 @@ def write_all(r: RunResult, out: Path, progress) -> None:
             "file": relative(s.source_file, s.base_dir.parent),
         },
         inputs=[
-            {"path": relative(p, s.base_dir.parent), "sha256": _sha(p), "bytes": _size(p)}
+            {"path": relative(p, s.base_dir.parent), "sha256": input_sha[p], "bytes": _size(p)}
             for p in r.inputs.input_files
         ],
         settings=s.model_dump(mode="json"),
@@ -322,6 +306,70 @@ def write_all(r: RunResult, out: Path, progress) -> None:
         timings=r.timings,
     )
     write_json(manifest, out / "manifest.json")
+
+
+def _write_maps(
+    r: RunResult,
+    out: Path,
+    lsoa_index: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame,
+    micro: gpd.GeoDataFrame,
+    progress,
+) -> dict[str, Path]:
+    """Every HTML map page, in ``out/maps``."""
+    s = r.settings
+    done: dict[str, Path] = {}
+    maps_dir = out / "maps"
+    maps_dir.mkdir()
+    dens = r.hotspots.surfaces.get("total_harm")
+    web_lsoas = lsoa_index.set_index("lsoa_code")
+    nb = neighbourhoods.set_index("neighbourhood_id")
+    title = s.pipeline.title or s.pipeline.name
+    cur = r.inputs.points_in(r.points_period)
+    groups = sorted(cur["crime_group"].dropna().unique())
+    note = None
+    if groups:
+        note = points_note(
+            groups,
+            r.points_period,
+            all_groups=r.inputs.counts["crime_group"].unique(),
+            source="GENERATED police.uk-style" if r.inputs.points_generated else "police.uk",
+        )
+    label = (
+        f"{GROUP_LABELS.get(groups[0], groups[0]).lower()} harm days per km2"
+        if len(groups) == 1
+        else None
+    )
+    areas, area_names = _authorities(r.inputs.study)
+    pages = maps.map_pages(
+        web_lsoas,
+        nb,
+        micro,
+        density=dens,
+        title=title,
+        areas=areas,
+        area_names=area_names,
+        overview_budget_mb=s.maps.overview_budget_mb,
+        max_areas=s.maps.max_areas,
+        area_maps=s.maps.area_maps,
+        aggregate_simplify_m=s.maps.aggregate_simplify_m,
+        basemap=s.maps.basemap,
+        simplify_tolerance=s.maps.simplify_m,
+        points_note=note,
+        density_label=label,
+        min_records=s.micro.min_records,
+        min_overlap=s.micro.min_overlap,
+    )
+    for name, html in pages.items():
+        maps.write_map(html, maps_dir / name)
+        done[f"maps/{name}"] = maps_dir / name
+    n_areas = sum(name.startswith("area_") for name in pages)
+    progress(
+        f"maps: overview + {len(nb)} neighbourhood maps"
+        + (f" + {n_areas} authority maps" if n_areas else "")
+    )
+
+    return done
 
 
 def stage_counts(r: RunResult, layers: dict[str, pd.DataFrame]) -> dict:

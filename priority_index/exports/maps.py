@@ -25,14 +25,18 @@ paths.
 from __future__ import annotations
 
 import base64
+import functools
 import html as _html
 import io
+import json
+import math
 import os
 import re
 import tempfile
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pandas as pd
+import rasterio.crs
 import shapely
 import shapely.errors
 import shapely.geometry
@@ -60,6 +65,8 @@ __all__ = [
     "GI_CLASSES",
     "LAYERS",
     "density_png",
+    "grid_squares",
+    "map_pages",
     "neighbourhood_map",
     "neighbourhood_maps",
     "overview_map",
@@ -464,32 +471,25 @@ def density_png(
     values = np.asarray(values, dtype=float)
     height, width = values.shape
     left, bottom, right, top = _grid_bounds(transform, width, height)
-    dst_transform, dst_width, dst_height = warp.calculate_default_transform(
-        crs, WEB_MERCATOR, width, height, left=left, bottom=bottom, right=right, top=top
+    # Web Mercator extent of the grid, at about the grid's own resolution (at most max_pixels
+    # on the longest side); computed directly: GDAL's suggested-output search costs 30 ms a call
+    west, south, east, north = _to_web_mercator(CRS.from_user_input(crs)).transform_bounds(
+        left, bottom, right, top, densify_pts=21
     )
-    longest = max(dst_width, dst_height)
-    if longest > max_pixels:
-        scale = longest / max_pixels
-        dst_transform, dst_width, dst_height = warp.calculate_default_transform(
-            crs,
-            WEB_MERCATOR,
-            width,
-            height,
-            left=left,
-            bottom=bottom,
-            right=right,
-            top=top,
-            resolution=(dst_transform.a * scale, -dst_transform.e * scale),
-        )
+    res = max((east - west) / width, (north - south) / height)
+    res = max(res, max(east - west, north - south) / max_pixels)
+    dst_width = max(1, math.ceil((east - west) / res))
+    dst_height = max(1, math.ceil((north - south) / res))
+    dst_transform = Affine(res, 0.0, west, 0.0, -res, north)
     warped = np.full((dst_height, dst_width), np.nan)
     warp.reproject(
         values,
         warped,
         src_transform=transform,
-        src_crs=crs,
+        src_crs=_rasterio_crs(CRS.from_user_input(crs).to_wkt()),
         src_nodata=np.nan,
         dst_transform=dst_transform,
-        dst_crs=WEB_MERCATOR,
+        dst_crs=_rasterio_crs(WEB_MERCATOR),
         dst_nodata=np.nan,
         resampling=Resampling.bilinear,
     )
@@ -514,6 +514,17 @@ def density_png(
     west, south = to_wgs84.transform(dst_left, dst_bottom)
     east, north = to_wgs84.transform(dst_right, dst_top)
     return uri, [[round(south, 6), round(west, 6)], [round(north, 6), round(east, 6)]]
+
+
+@functools.lru_cache(maxsize=8)
+def _rasterio_crs(text: str) -> rasterio.crs.CRS:
+    """A rasterio CRS, built once (GDAL parses it again on every call otherwise)."""
+    return rasterio.crs.CRS.from_user_input(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _to_web_mercator(crs: CRS) -> Transformer:
+    return Transformer.from_crs(crs, WEB_MERCATOR, always_xy=True)
 
 
 def _grid_bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
@@ -548,7 +559,11 @@ def _crop(
 
 
 def _density_layer(
-    density: _Density, *, show: bool, clip: tuple[float, float, float, float] | None = None
+    density: _Density,
+    *,
+    show: bool,
+    clip: tuple[float, float, float, float] | None = None,
+    max_pixels: int = 1600,
 ) -> folium.raster_layers.ImageOverlay | None:
     values, transform = density.values, density.transform
     if clip is not None:
@@ -558,7 +573,12 @@ def _density_layer(
     if not np.isfinite(values).any():
         return None
     uri, bounds = density_png(
-        values, transform, crs=density.crs, vmin=density.vmin, vmax=density.vmax
+        values,
+        transform,
+        crs=density.crs,
+        vmin=density.vmin,
+        vmax=density.vmax,
+        max_pixels=max_pixels,
     )
     return folium.raster_layers.ImageOverlay(
         image=uri,
@@ -1129,12 +1149,6 @@ def _outline_layer(geometry: gpd.GeoSeries) -> folium.GeoJson:
     )
 
 
-def _borough_outline(simplified_bng: np.ndarray) -> gpd.GeoSeries:
-    """The union of the (already simplified) LSOAs, in EPSG:4326."""
-    union = _union(simplified_bng)
-    return gpd.GeoSeries([union], index=["borough"], crs=BNG)
-
-
 def _to_latlon(points_bng: np.ndarray, *, precision: int) -> list[list[float]]:
     lonlat = gpd.GeoSeries(points_bng, crs=BNG).to_crs(WGS84)
     return [[round(p.y, precision), round(p.x, precision)] for p in lonlat.values]
@@ -1187,6 +1201,50 @@ class _Prepared:
     micro: gpd.GeoDataFrame | None
     micro_web: gpd.GeoSeries | None
     names: dict[int, str]
+    precision: int = 5
+    _unions: dict[str, shapely.Geometry] = field(default_factory=dict)
+
+    @cached_property
+    def lsoa_props(self) -> list[dict[str, Any]]:
+        """Tooltip and popup fields of every LSOA (shared by all pages; copy to change)."""
+        return _lsoa_properties(self.lsoas, self.names)
+
+    @cached_property
+    def outline_bng(self) -> shapely.Geometry:
+        """The study area's outline (union of the simplified LSOAs), in EPSG:27700."""
+        return _union(self.lsoa_simplified_bng)
+
+    @cached_property
+    def outline_web(self) -> gpd.GeoSeries:
+        """The study area's outline, in EPSG:4326."""
+        return self._web(self.outline_bng)
+
+    def area_union(self, key: str, members: np.ndarray) -> shapely.Geometry:
+        """Union of the simplified LSOAs in ``members`` (an area named ``key``), EPSG:27700."""
+        if key not in self._unions:
+            self._unions[key] = _union(self.lsoa_simplified_bng[members])
+        return self._unions[key]
+
+    def area_outline(self, key: str, members: np.ndarray) -> gpd.GeoSeries:
+        """Outline of the LSOAs in ``members`` (an area named ``key``), in EPSG:4326."""
+        return self._web(self.area_union(key, members))
+
+    def outline_near(self, bounds: tuple[float, float, float, float]) -> gpd.GeoSeries:
+        """The study area's outline cut to ``bounds`` (EPSG:27700), in EPSG:4326."""
+        xmin, ymin, xmax, ymax = self.outline_bng.bounds
+        if xmin >= bounds[0] and ymin >= bounds[1] and xmax <= bounds[2] and ymax <= bounds[3]:
+            return self.outline_web
+        # the boundary line only: a clipped polygon would draw the cut as a border
+        return self._web(shapely.clip_by_rect(self.outline_line, *bounds))
+
+    @cached_property
+    def outline_line(self) -> shapely.Geometry:
+        """The study area's boundary as lines, in EPSG:27700."""
+        return shapely.boundary(self.outline_bng)
+
+    def _web(self, geometry: shapely.Geometry) -> gpd.GeoSeries:
+        series = gpd.GeoSeries([geometry], index=["borough"], crs=BNG)
+        return web_geometries(series, tolerance=0, precision=self.precision)
 
 
 def _prepare(
@@ -1214,7 +1272,9 @@ def _prepare(
     micro_web = None
     if micro is not None:
         micro_web = web_geometries(micro.geometry, tolerance=0, precision=precision, coverage=False)
-    return _Prepared(lsoas, lsoa_web, simplified, neighbourhoods, nb_web, micro, micro_web, names)
+    return _Prepared(
+        lsoas, lsoa_web, simplified, neighbourhoods, nb_web, micro, micro_web, names, precision
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1281,10 +1341,12 @@ def overview_map(
     -------
     str
         The HTML page; no script or stylesheet is loaded from the network.
+
+    See Also
+    --------
+    map_pages : every page of a run at once, with aggregated overviews for large study areas.
     """
-    unknown = set(show) - set(LAYERS)
-    if unknown:
-        raise ValueError(f"unknown layer key(s) {sorted(unknown)}; choose from {list(LAYERS)}")
+    _check_show(show)
     prep = _prepare(
         lsoas,
         neighbourhoods,
@@ -1293,11 +1355,95 @@ def overview_map(
         precision=precision,
     )
     dens = _as_density(density, quantile=density_quantile) if density is not None else None
-    bounds = _bounds_latlon(prep.lsoa_web)
+    return _overview_page(
+        prep,
+        dens,
+        title=title,
+        show=show,
+        basemap=basemap,
+        points_note=points_note,
+        density_label=density_label,
+    )
+
+
+def _check_show(show: Collection[str]) -> None:
+    unknown = set(show) - set(LAYERS)
+    if unknown:
+        raise ValueError(f"unknown layer key(s) {sorted(unknown)}; choose from {list(LAYERS)}")
+
+
+def _places_of(
+    prep: _Prepared, members: np.ndarray | None
+) -> tuple[
+    gpd.GeoDataFrame | None, gpd.GeoSeries | None, gpd.GeoDataFrame | None, gpd.GeoSeries | None
+]:
+    """Neighbourhoods (and their micro-places) with at least one LSOA in ``members``."""
+    nbs, nb_web, micro, micro_web = (
+        prep.neighbourhoods,
+        prep.neighbourhood_web,
+        prep.micro,
+        prep.micro_web,
+    )
+    if members is None or nbs is None or "neighbourhood_id" not in prep.lsoas.columns:
+        return nbs, nb_web, micro, micro_web
+    ids = set(prep.lsoas["neighbourhood_id"].to_numpy()[members].tolist())
+    keep = nbs.index.isin(list(ids))
+    nbs, nb_web = nbs[keep], nb_web[keep] if nb_web is not None else None
+    if micro is not None:
+        in_area = micro["neighbourhood_id"].isin(list(ids)).to_numpy()
+        micro = micro[in_area]
+        micro_web = micro_web[in_area] if micro_web is not None else None
+    return nbs, nb_web, micro, micro_web
+
+
+def _neighbourhood_group(
+    nbs: gpd.GeoDataFrame, nb_web: gpd.GeoSeries, *, show: bool, precision: int
+) -> folium.FeatureGroup:
+    """Dashed neighbourhood outlines with their names as labels."""
+    group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=show)
+    _neighbourhood_outlines(_feature_collection(nb_web, _neighbourhood_properties(nbs))).add_to(
+        group
+    )
+    points = shapely.point_on_surface(np.asarray(nbs.geometry.values))
+    for latlon, name in zip(_to_latlon(points, precision=precision), nbs["name"], strict=True):
+        folium.Marker(
+            latlon,
+            icon=folium.DivIcon(
+                html=f'<div class="pi-nb-label">{_esc(name)}</div>',
+                class_name="pi-nb-label-icon",
+            ),
+            interactive=False,
+            keyboard=False,
+        ).add_to(group)
+    return group
+
+
+def _overview_page(
+    prep: _Prepared,
+    dens: _Density | None,
+    *,
+    title: str,
+    show: Collection[str],
+    basemap: bool,
+    points_note: str | None,
+    density_label: str | None,
+    members: np.ndarray | None = None,
+    area_key: str = "",
+    context_m: float = 2000.0,
+) -> str:
+    """The overview page of the study area, or of the LSOAs in ``members`` (the map of the
+    area ``area_key``)."""
+    if members is None:
+        lsoas, lsoa_web, props, outline = prep.lsoas, prep.lsoa_web, prep.lsoa_props, None
+    else:
+        lsoas, lsoa_web = prep.lsoas[members], prep.lsoa_web[members]
+        props = [p for p, keep in zip(prep.lsoa_props, members, strict=True) if keep]
+        outline = prep.area_outline(area_key, members)
+    nbs, nb_web, micro, micro_web = _places_of(prep, members)
+    bounds = _bounds_latlon(lsoa_web)
     m = _base_map(bounds, basemap=basemap, title=title)
 
-    props = _lsoa_properties(prep.lsoas, prep.names)
-    collection = _feature_collection(prep.lsoa_web, props)
+    collection = _feature_collection(lsoa_web, props)
     _lsoa_layer(
         collection,
         name=LAYERS["deciles"],
@@ -1305,7 +1451,7 @@ def overview_map(
         fill=DECILE_COLOURS,
         key="decile",
     ).add_to(m)
-    has_gi = "gi_bin" in prep.lsoas.columns and prep.lsoas["gi_bin"].notna().any()
+    has_gi = "gi_bin" in lsoas.columns and lsoas["gi_bin"].notna().any()
     if has_gi:
         _lsoa_layer(
             collection,
@@ -1314,44 +1460,17 @@ def overview_map(
             fill={k: colour for k, (_, colour) in GI_CLASSES.items()},
             key="gi_bin",
         ).add_to(m)
-    density_layer = _density_layer(dens, show="density" in show) if dens is not None else None
-    if density_layer is not None:
-        density_layer.add_to(m)
-    _outline_layer(
-        _borough_outline(prep.lsoa_simplified_bng).pipe(
-            web_geometries, tolerance=0, precision=precision
-        )
-    ).add_to(m)
-    has_nb = prep.neighbourhoods is not None and len(prep.neighbourhoods) > 0
-    if has_nb:
-        group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show="neighbourhoods" in show)
-        nb_collection = _feature_collection(
-            prep.neighbourhood_web, _neighbourhood_properties(prep.neighbourhoods)
-        )
-        _neighbourhood_outlines(nb_collection).add_to(group)
-        points = shapely.point_on_surface(np.asarray(prep.neighbourhoods.geometry.values))
-        for latlon, name in zip(
-            _to_latlon(points, precision=precision), prep.neighbourhoods["name"], strict=True
-        ):
-            folium.Marker(
-                latlon,
-                icon=folium.DivIcon(
-                    html=f'<div class="pi-nb-label">{_esc(name)}</div>',
-                    class_name="pi-nb-label-icon",
-                ),
-                interactive=False,
-                keyboard=False,
-            ).add_to(group)
-        group.add_to(m)
-    has_micro = prep.micro is not None and len(prep.micro) > 0
-    lines = _is_lines(prep.micro)
-    if has_micro:
-        _micro_layer(
-            _feature_collection(prep.micro_web, _micro_properties(prep.micro, prep.names)),
-            name=_MICRO_SEGMENTS_LAYER if lines else LAYERS["micro_places"],
-            show="micro_places" in show,
-            lines=lines,
-        ).add_to(m)
+    density_layer = None
+    if dens is not None:
+        clip = None
+        if members is not None:
+            xmin, ymin, xmax, ymax = lsoas.total_bounds
+            clip = (xmin - context_m, ymin - context_m, xmax + context_m, ymax + context_m)
+        density_layer = _density_layer(dens, show="density" in show, clip=clip)
+        if density_layer is not None:
+            density_layer.add_to(m)
+    _outline_layer(prep.outline_web if outline is None else outline).add_to(m)
+    has_nb, has_micro, lines = _place_layers(m, prep, nbs, nb_web, micro, micro_web, show=show)
     legend = _legend_sections(
         deciles=True,
         gi=has_gi,
@@ -1360,6 +1479,41 @@ def overview_map(
         micro=has_micro,
         micro_lines=lines,
     )
+    return _share_repeated_data(_finish(m, title, legend, points_note, bounds))
+
+
+def _place_layers(
+    m: folium.Map,
+    prep: _Prepared,
+    nbs: gpd.GeoDataFrame | None,
+    nb_web: gpd.GeoSeries | None,
+    micro: gpd.GeoDataFrame | None,
+    micro_web: gpd.GeoSeries | None,
+    *,
+    show: Collection[str],
+) -> tuple[bool, bool, bool]:
+    """Add the neighbourhoods and micro-places: (any neighbourhood, any micro-place, lines)."""
+    has_nb = nbs is not None and len(nbs) > 0
+    if has_nb:
+        _neighbourhood_group(
+            nbs, nb_web, show="neighbourhoods" in show, precision=prep.precision
+        ).add_to(m)
+    has_micro = micro is not None and len(micro) > 0
+    lines = _is_lines(prep.micro)
+    if has_micro:
+        _micro_layer(
+            _feature_collection(micro_web, _micro_properties(micro, prep.names)),
+            name=_MICRO_SEGMENTS_LAYER if lines else LAYERS["micro_places"],
+            show="micro_places" in show,
+            lines=lines,
+        ).add_to(m)
+    return has_nb, has_micro, lines
+
+
+def _finish(
+    m: folium.Map, title: str, legend: str, points_note: str | None, bounds: list[list[float]]
+) -> str:
+    """Add the legend, the banner and the layer control; render the page."""
     m.add_child(
         _Block(
             css=_OVERVIEW_CSS,
@@ -1373,29 +1527,469 @@ def overview_map(
         m.add_child(_MapBanner(_note_text(points_note)))
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds(bounds)
-    return _share_repeated_data(render_offline(m))
+    return render_offline(m)
 
 
-_ADD_DATA = re.compile(r"\b(\w+)_add\((\{[^\n]*\})\);\n")
+# --------------------------------------------------------------------------------------------
+# Large study areas: the overview by area, one map per area
+
+
+#: Share of an area's LSOAs in the top index decile: class upper bounds, labels and colours.
+_TOP_SHARE_CLASSES: tuple[tuple[float, str], ...] = (
+    (0.0, "none"),
+    (0.05, "up to 5%"),
+    (0.10, "5 to 10%"),
+    (0.20, "10 to 20%"),
+    (0.40, "20 to 40%"),
+    (1.0, "over 40%"),
+)
+_TOP_SHARE_COLOURS = tuple(
+    matplotlib.colors.to_hex(matplotlib.colormaps[_DECILE_CMAP](x))
+    for x in (0.08, 0.25, 0.42, 0.6, 0.78, 0.95)
+)
+_AREA_TOOLTIP = (
+    ["name", "n_lsoas", "top", "hot", "priority", "harm_share"],
+    [
+        "Area",
+        "LSOAs",
+        "In the top index decile",
+        "Gi* hot spots (95%+)",
+        "In priority neighbourhoods",
+        "Share of study-area harm",
+    ],
+)
+_AREA_POPUP = (
+    ["name", "n_lsoas", "residents", "top", "hot", "priority", "nbhds", "harm", "harm_share",
+     "link"],
+    ["Area", "LSOAs", "Residents", "In the top index decile", "Gi* hot spots (95%+)",
+     "In priority neighbourhoods", "Priority neighbourhoods", "Harm", "Share of study-area harm",
+     "Map"],
+)  # fmt: skip
+#: Longest side of the density picture on an aggregated overview (a region seen whole).
+_AGGREGATE_DENSITY_PIXELS = 1000
+#: The study-area outline on a neighbourhood map reaches this far around the neighbourhood.
+_OUTLINE_REACH_M = 10000.0
+#: Sides tried for grid squares when the study area has no usable authority split (metres).
+_GRID_SIDES_M = (1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0)
+
+
+def _top_share_class(share: float) -> int:
+    for i, (upper, _) in enumerate(_TOP_SHARE_CLASSES):
+        if share <= upper:
+            return i
+    return len(_TOP_SHARE_CLASSES) - 1
+
+
+def _overview_bytes(prep: _Prepared, *, with_density: bool) -> int:
+    """Expected size in bytes of the study area's LSOA overview page.
+
+    About 25 bytes per coordinate and the attributes' JSON (measured on London and synthetic
+    pages), 130 bytes of styling per LSOA, 0.3 MB of inlined Leaflet, and 0.5 MB set aside
+    for the density picture (London's, the largest seen, is 0.8 MB at 1,600 pixels).
+    """
+    coords = int(shapely.get_num_coordinates(np.asarray(prep.lsoa_web.values)).sum())
+    props = sum(len(json.dumps(p)) for p in prep.lsoa_props)
+    return 25 * coords + props + 130 * len(prep.lsoas) + 300_000 + (500_000 if with_density else 0)
+
+
+def grid_squares(
+    points_x: np.ndarray, points_y: np.ndarray, *, max_squares: int
+) -> tuple[np.ndarray, float]:
+    """Group points into the smallest grid squares that leave at most ``max_squares`` occupied.
+
+    Parameters
+    ----------
+    points_x, points_y
+        Coordinates in metres (EPSG:27700).
+    max_squares
+        Most occupied squares wanted.
+
+    Returns
+    -------
+    keys : numpy.ndarray
+        A label per point, ``"E<easting> N<northing>"`` of its square's south-west corner in
+        km.
+    side : float
+        The side of the squares in metres (the largest tried when none fits).
+    """
+    side = _GRID_SIDES_M[-1]
+    for candidate in _GRID_SIDES_M:
+        sq = np.column_stack([np.floor(points_x / candidate), np.floor(points_y / candidate)])
+        if len(np.unique(sq, axis=0)) <= max_squares:
+            side = candidate
+            break
+    ex = (np.floor(points_x / side) * side / 1000).astype(int)
+    ny = (np.floor(points_y / side) * side / 1000).astype(int)
+    keys = np.array([f"E{e:d} N{n:d}" for e, n in zip(ex, ny, strict=True)], dtype=object)
+    return keys, side
+
+
+def _area_properties(
+    lsoas: gpd.GeoDataFrame,
+    groups: pd.Series,
+    labels: Mapping[str, str],
+    names: Mapping[int, str],
+    links: Mapping[str, str],
+) -> pd.DataFrame:
+    """One row per area: counts, shares and the text shown in its tooltip and popup."""
+    frame = pd.DataFrame(index=lsoas.index)
+    frame["area"] = groups.reindex(lsoas.index).to_numpy()
+    frame["top"] = lsoas["decile"].eq(1).to_numpy()
+    frame["hot"] = (
+        pd.to_numeric(lsoas["gi_bin"], errors="coerce").ge(2).to_numpy()
+        if "gi_bin" in lsoas.columns
+        else False
+    )
+    nb = (
+        pd.to_numeric(lsoas["neighbourhood_id"], errors="coerce").fillna(0).astype(int)
+        if "neighbourhood_id" in lsoas.columns
+        else pd.Series(0, index=lsoas.index)
+    )
+    frame["priority"] = nb.gt(0).to_numpy()
+    frame["nb"] = nb.to_numpy()
+    frame["residents"] = (
+        pd.to_numeric(lsoas["residents"], errors="coerce") if "residents" in lsoas else np.nan
+    )
+    frame["harm"] = (
+        pd.to_numeric(lsoas["harm_total"], errors="coerce") if "harm_total" in lsoas else np.nan
+    )
+    total_harm = float(frame["harm"].sum()) if frame["harm"].notna().any() else np.nan
+    g = frame.groupby("area", sort=True)
+    out = pd.DataFrame(
+        {
+            "n_lsoas": g.size(),
+            "n_top": g["top"].sum(),
+            "n_hot": g["hot"].sum(),
+            "n_priority": g["priority"].sum(),
+            "residents": g["residents"].sum(min_count=1),
+            "harm": g["harm"].sum(min_count=1),
+        }
+    )
+    out["top_share"] = out["n_top"] / out["n_lsoas"]
+    out["harm_share"] = out["harm"] / total_harm if total_harm and total_harm > 0 else np.nan
+    nb_names = g["nb"].agg(lambda v: sorted({names.get(int(i), "") for i in v if i > 0} - {""}))
+    out["nbhds"] = nb_names.map(lambda v: _esc("; ".join(v)))
+    out["label"] = [labels.get(str(k), str(k)) for k in out.index]
+    out["link"] = [
+        f'<a href="{_esc(links[str(k)])}">Open the map of {_esc(labels.get(str(k), str(k)))}</a>'
+        if str(k) in links
+        else ""
+        for k in out.index
+    ]
+    return out
+
+
+def _area_geometries(
+    prep: _Prepared, groups: pd.Series, *, side: float | None, tolerance: float
+) -> gpd.GeoSeries:
+    """Outline of each area in EPSG:4326: the union of its LSOAs, or its grid square."""
+    keys = sorted(groups.unique().tolist())
+    codes = groups.reindex(prep.lsoas.index).to_numpy()
+    if side is not None:
+        geoms = []
+        for key in keys:
+            e, n = (float(part[1:]) * 1000 for part in str(key).split())
+            geoms.append(shapely.box(e, n, e + side, n + side))
+        values = np.asarray(geoms, dtype=object)
+    else:
+        values = np.asarray([prep.area_union(str(key), codes == key) for key in keys], dtype=object)
+        values = _simplify(values, tolerance, coverage=True)
+    return web_geometries(
+        gpd.GeoSeries(values, index=pd.Index(keys), crs=BNG),
+        tolerance=0,
+        precision=prep.precision,
+    )
+
+
+def _areas_layer(collection: dict[str, Any]) -> folium.GeoJson:
+    def style(feature: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "fillColor": _TOP_SHARE_COLOURS[feature["properties"]["cls"]],
+            "color": "#444444",
+            "weight": 1.2,
+            "fillOpacity": 0.7,
+        }
+
+    return folium.GeoJson(
+        collection,
+        name="Areas: share of LSOAs in the top index decile",
+        show=True,
+        style_function=style,
+        highlight_function=lambda _: {"weight": 3, "color": "#000000"},
+        tooltip=folium.GeoJsonTooltip(*_AREA_TOOLTIP, sticky=True),
+        popup=folium.GeoJsonPopup(*_AREA_POPUP),
+        pane="pi-areas",
+    )
+
+
+def _aggregate_page(
+    prep: _Prepared,
+    dens: _Density | None,
+    groups: pd.Series,
+    labels: Mapping[str, str],
+    *,
+    kind: str,
+    side: float | None,
+    links: Mapping[str, str],
+    title: str,
+    basemap: bool,
+    points_note: str | None,
+    density_label: str | None,
+    tolerance: float,
+    reason: str,
+) -> str:
+    """The overview of a large study area: areas (authorities or grid squares) coloured by the
+    share of their LSOAs in the top index decile, with the neighbourhoods and micro-places."""
+    table = _area_properties(prep.lsoas, groups, labels, prep.names, links)
+    geoms = _area_geometries(prep, groups, side=side, tolerance=tolerance)
+    props = [
+        {
+            "name": _esc(row.label),
+            "n_lsoas": _fmt_int(row.n_lsoas),
+            "residents": _fmt_int(row.residents),
+            "top": f"{_fmt_int(row.n_top)} ({_fmt_share(row.top_share)})",
+            "hot": _fmt_int(row.n_hot),
+            "priority": _fmt_int(row.n_priority),
+            "nbhds": row.nbhds,
+            "harm": _fmt_number(row.harm),
+            "harm_share": _fmt_share(row.harm_share),
+            "link": row.link,
+            "cls": _top_share_class(float(row.top_share)),
+        }
+        for row in table.loc[geoms.index].itertuples()
+    ]
+    bounds = _bounds_latlon(geoms)
+    m = _base_map(bounds, basemap=basemap, title=title)
+    _areas_layer(_feature_collection(geoms, props)).add_to(m)
+    density_layer = (
+        _density_layer(dens, show=False, max_pixels=_AGGREGATE_DENSITY_PIXELS)
+        if dens is not None
+        else None
+    )
+    if density_layer is not None:
+        density_layer.add_to(m)
+    has_nb, has_micro, lines = _place_layers(
+        m,
+        prep,
+        prep.neighbourhoods,
+        prep.neighbourhood_web,
+        prep.micro,
+        prep.micro_web,
+        show=("neighbourhoods", "micro_places"),
+    )
+    unit = "local authority" if kind == "authority" else f"{side / 1000:g} km grid square"
+    units = "local authorities" if kind == "authority" else f"{side / 1000:g} km grid squares"
+    rows = "".join(
+        _swatch_row(label, fill=colour)
+        for (_, label), colour in zip(_TOP_SHARE_CLASSES, _TOP_SHARE_COLOURS, strict=True)
+    )
+    opened = " Click an area for its figures and its own map." if links else ""
+    summary = (
+        f"<h2>Share of each {unit}'s LSOAs in the top index decile</h2>{rows}"
+        f'<div class="pi-note">{len(prep.lsoas):,d} LSOAs are shown as {len(geoms):,d} '
+        f"{units}: {_esc(reason)}.{opened}</div>"
+    )
+    legend = summary + _legend_sections(
+        deciles=False,
+        gi=False,
+        density=_density_units(dens, density_label) if density_layer is not None else None,
+        neighbourhoods=has_nb,
+        micro=has_micro,
+        micro_lines=lines,
+    )
+    return _finish(m, title, legend, points_note, bounds)
+
+
+def _file_key(code: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(code)).strip("_") or "area"
+
+
+def map_pages(
+    lsoas: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame,
+    micro_places: gpd.GeoDataFrame | None = None,
+    *,
+    density: DensityLike | None = None,
+    title: str = "Priority Localities Index",
+    areas: pd.Series | None = None,
+    area_names: Mapping[str, str] | None = None,
+    overview_budget_mb: float = 2.0,
+    max_areas: int = 400,
+    area_maps: bool = True,
+    aggregate_simplify_m: float = 50.0,
+    basemap: bool = True,
+    simplify_tolerance: float = 10.0,
+    precision: int = 5,
+    density_quantile: float = 0.995,
+    points_note: str | None = None,
+    density_label: str | None = None,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
+) -> dict[str, str]:
+    """Every map page of a run, sharing one preparation of the geometry.
+
+    The overview draws every LSOA while its expected size (from the coordinates and attributes
+    it would carry) stays within ``overview_budget_mb``. Beyond that the
+    overview draws areas instead (the local authorities of ``areas`` when there are two to
+    ``max_areas`` of them, else grid squares grown until at most ``max_areas`` are occupied),
+    coloured by the share of their LSOAs in the top index decile, and, when the areas are
+    authorities and ``area_maps`` is set, each authority gets its own LSOA map
+    (``area_<code>.html``) linked from the overview.
+
+    Parameters
+    ----------
+    lsoas, neighbourhoods, micro_places, density, title
+        As for :func:`overview_map` and :func:`neighbourhood_map`.
+    areas
+        Local authority code per LSOA (index ``lsoa_code``); ``None`` or blank: no authority
+        split.
+    area_names
+        Display name by authority code (the code when missing).
+    overview_budget_mb
+        Size budget of the overview page in MB (10^6 bytes).
+    max_areas
+        Most areas the aggregated overview draws.
+    area_maps
+        Write one LSOA map per authority when the overview is aggregated by authority.
+    aggregate_simplify_m
+        Simplification of the authority outlines on the aggregated overview, in metres.
+    basemap, simplify_tolerance, precision, density_quantile, points_note, density_label
+        As for :func:`overview_map`.
+    min_records, min_overlap
+        As for :func:`neighbourhood_map`.
+
+    Returns
+    -------
+    dict of str to str
+        HTML page by file name: ``overview.html``, ``neighbourhood_<id>.html`` and, for an
+        aggregated overview by authority, ``area_<code>.html``.
+    """
+    prep = _prepare(
+        lsoas,
+        neighbourhoods,
+        micro_places,
+        simplify_tolerance=simplify_tolerance,
+        precision=precision,
+    )
+    dens = _as_density(density, quantile=density_quantile) if density is not None else None
+    common = dict(basemap=basemap, points_note=points_note, density_label=density_label)
+    pages: dict[str, str] = {}
+    estimate = _overview_bytes(prep, with_density=dens is not None)
+    nb_outline = "study"
+    codes = pd.Series("", index=prep.lsoas.index)
+    if estimate <= overview_budget_mb * 1e6:
+        pages["overview.html"] = _overview_page(
+            prep, dens, title=title, show=("deciles", "neighbourhoods", "micro_places"), **common
+        )
+    else:
+        codes = (
+            areas.reindex(prep.lsoas.index).fillna("").astype(str)
+            if areas is not None
+            else pd.Series("", index=prep.lsoas.index)
+        )
+        n_codes = codes[codes != ""].nunique()
+        reason = (
+            f"a map of every LSOA would be about {estimate / 1e6:.1f} MB, over the "
+            f"{overview_budget_mb:g} MB budget"
+        )
+        links: dict[str, str] = {}
+        if 2 <= n_codes <= max_areas and (codes != "").all():
+            labels = {str(c): str((area_names or {}).get(c) or c) for c in codes.unique()}
+            if area_maps:
+                for code in sorted(labels):
+                    members = (codes == code).to_numpy()
+                    name = f"area_{_file_key(code)}.html"
+                    links[code] = name
+                    pages[name] = _overview_page(
+                        prep,
+                        dens,
+                        title=f"{title}: {labels[code]}",
+                        show=("deciles", "neighbourhoods", "micro_places"),
+                        members=members,
+                        area_key=code,
+                        **common,
+                    )
+            # each neighbourhood map outlines the authorities it lies in
+            member_codes = codes.to_numpy()
+            for code in sorted(labels):
+                prep.area_union(code, member_codes == code)
+            nb_outline = "authority"
+            pages["overview.html"] = _aggregate_page(
+                prep,
+                dens,
+                codes,
+                labels,
+                kind="authority",
+                side=None,
+                links=links,
+                title=title,
+                tolerance=aggregate_simplify_m,
+                reason=reason,
+                **common,
+            )
+        else:
+            points = shapely.point_on_surface(np.asarray(prep.lsoas.geometry.values))
+            keys, side = grid_squares(
+                shapely.get_x(points), shapely.get_y(points), max_squares=max_areas
+            )
+            squares = pd.Series(keys, index=prep.lsoas.index)
+            nb_outline = "none"  # a region's outline says nothing around one neighbourhood
+            labels = {str(k): f"{side / 1000:g} km square at {k} km" for k in set(keys)}
+            pages["overview.html"] = _aggregate_page(
+                prep,
+                dens,
+                squares,
+                labels,
+                kind="grid",
+                side=side,
+                links={},
+                title=title,
+                tolerance=aggregate_simplify_m,
+                reason=reason,
+                **common,
+            )
+    if prep.neighbourhoods is not None:
+        for nid in prep.neighbourhoods.index:
+            pages[f"neighbourhood_{int(nid)}.html"] = _neighbourhood_page(
+                prep,
+                int(nid),
+                dens,
+                min_records=min_records,
+                min_overlap=min_overlap,
+                outline=nb_outline,
+                area_codes=codes.to_numpy(),
+                **common,
+            )
+    return pages
+
+
+_ADD_DATA = re.compile(r"\b(\w+)_add\((\{.*\})\);$")
 
 
 def _share_repeated_data(page: str) -> str:
     """Embed GeoJSON that several layers draw (deciles and Gi* share the LSOAs) only once."""
+    lines = page.split("\n")
+    calls: dict[int, re.Match[str]] = {}
     counts: dict[str, int] = {}
-    for match in _ADD_DATA.finditer(page):
-        counts[match.group(2)] = counts.get(match.group(2), 0) + 1
+    for i, line in enumerate(lines[:-1]):  # a call ends its line, a newline follows
+        if "_add({" not in line or not line.endswith("});"):
+            continue
+        match = _ADD_DATA.search(line)
+        if match:
+            calls[i] = match
+            counts[match.group(2)] = counts.get(match.group(2), 0) + 1
     names: dict[str, str] = {}
-
-    def repl(match: re.Match[str]) -> str:
+    for i, match in calls.items():
         layer, data = match.group(1), match.group(2)
         if counts[data] < 2:
-            return match.group(0)
+            continue
+        head = lines[i][: match.start()]
         if data in names:
-            return f"{layer}_add({names[data]});\n"
-        names[data] = f"pi_shared_data_{len(names) + 1}"
-        return f"var {names[data]} = {data};\n{layer}_add({names[data]});\n"
-
-    return _ADD_DATA.sub(repl, page)
+            lines[i] = f"{head}{layer}_add({names[data]});"
+        else:
+            names[data] = f"pi_shared_data_{len(names) + 1}"
+            lines[i] = f"{head}var {names[data]} = {data};\n{layer}_add({names[data]});"
+    return "\n".join(lines)
 
 
 def _thresholds_text(
@@ -1561,6 +2155,44 @@ def neighbourhood_map(
         simplify_tolerance=simplify_tolerance,
         precision=precision,
     )
+    dens = _as_density(density, quantile=density_quantile) if density is not None else None
+    return _neighbourhood_page(
+        prep,
+        neighbourhood_id,
+        dens,
+        title=title,
+        context_m=context_m,
+        time_field=time_field,
+        show_density=show_density,
+        basemap=basemap,
+        points_note=points_note,
+        density_label=density_label,
+        min_records=min_records,
+        min_overlap=min_overlap,
+    )
+
+
+def _neighbourhood_page(
+    prep: _Prepared,
+    neighbourhood_id: int,
+    dens: _Density | None,
+    *,
+    title: str | None = None,
+    context_m: float = 200.0,
+    time_field: str | None = "suggested_patrol_times",
+    show_density: bool = False,
+    basemap: bool = True,
+    points_note: str | None = None,
+    density_label: str | None = None,
+    min_records: int = 1,
+    min_overlap: float = 0.0,
+    outline: str = "study",
+    area_codes: np.ndarray | None = None,
+) -> str:
+    """One neighbourhood's page. ``outline``: "study" draws the study area's boundary near it,
+    "authority" the outlines of the authorities (``area_codes`` per LSOA) its LSOAs are in,
+    "none" nothing."""
+    precision = prep.precision
     if prep.neighbourhoods is None or prep.neighbourhood_web is None:
         raise TypeError("neighbourhood_map needs the neighbourhoods GeoDataFrame")
     if neighbourhood_id not in prep.neighbourhoods.index:
@@ -1581,16 +2213,16 @@ def neighbourhood_map(
         else np.zeros(len(prep.lsoas), bool)
     )
     keep = member | near
-    props = _lsoa_properties(prep.lsoas, prep.names)
-    for p, focus in zip(props, member, strict=True):
-        p["focus"] = bool(focus)
-    shown = [p for p, k in zip(props, keep, strict=True) if k]
+    shown = [
+        {**p, "focus": bool(focus)}
+        for p, focus, k in zip(prep.lsoa_props, member, keep, strict=True)
+        if k
+    ]
 
     nb_web = prep.neighbourhood_web.loc[[neighbourhood_id]]
     bounds = _bounds_latlon(nb_web)
     m = _base_map(bounds, basemap=basemap, title=title)
 
-    dens = _as_density(density, quantile=density_quantile) if density is not None else None
     _lsoa_layer(
         _feature_collection(prep.lsoa_web[keep], shown),
         name=LAYERS["deciles"],
@@ -1605,11 +2237,15 @@ def neighbourhood_map(
         density_layer = _density_layer(dens, show=show_density, clip=(xmin, ymin, xmax, ymax))
         if density_layer is not None:
             density_layer.add_to(m)
-    _outline_layer(
-        _borough_outline(prep.lsoa_simplified_bng).pipe(
-            web_geometries, tolerance=0, precision=precision
-        )
-    ).add_to(m)
+    if outline == "study":
+        xmin, ymin, xmax, ymax = nb_geom.bounds
+        reach = max(context_m, 0) + _OUTLINE_REACH_M
+        _outline_layer(
+            prep.outline_near((xmin - reach, ymin - reach, xmax + reach, ymax + reach))
+        ).add_to(m)
+    elif outline == "authority" and area_codes is not None:
+        for code in sorted(set(area_codes[member].tolist())):
+            _outline_layer(prep.area_outline(code, area_codes == code)).add_to(m)
     nb_props = _neighbourhood_properties(prep.neighbourhoods.loc[[neighbourhood_id]])
     group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=True)
     _neighbourhood_outlines(_feature_collection(nb_web, nb_props)).add_to(group)
@@ -1713,7 +2349,7 @@ def neighbourhood_maps(
     micro_places: gpd.GeoDataFrame | None = None,
     **options: Any,
 ) -> dict[int, str]:
-    """Build :func:`neighbourhood_map` for every neighbourhood.
+    """Build :func:`neighbourhood_map` for every neighbourhood (geometry prepared once).
 
     Parameters
     ----------
@@ -1732,10 +2368,17 @@ def neighbourhood_maps(
         if "neighbourhood_id" in neighbourhoods.columns
         else neighbourhoods.index
     )
-    return {
-        int(nid): neighbourhood_map(nid, lsoas, neighbourhoods, micro_places, **options)
-        for nid in ids
-    }
+    prep = _prepare(
+        lsoas,
+        neighbourhoods,
+        micro_places,
+        simplify_tolerance=options.pop("simplify_tolerance", 10.0),
+        precision=options.pop("precision", 5),
+    )
+    density = options.pop("density", None)
+    quantile = options.pop("density_quantile", 0.995)
+    dens = _as_density(density, quantile=quantile) if density is not None else None
+    return {int(nid): _neighbourhood_page(prep, int(nid), dens, **options) for nid in ids}
 
 
 def write_map(html: str, path: str | os.PathLike[str]) -> None:

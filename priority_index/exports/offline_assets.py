@@ -15,6 +15,7 @@ The only function that renders is :func:`render_offline`; :func:`remote_referenc
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import mimetypes
 import re
@@ -210,6 +211,35 @@ def _renumber_ids(html: str, ids: set[str]) -> str:
     return _HEX_ID.sub(repl, html)
 
 
+class _RenderedText(branca.element.Element):
+    """Text an element has already rendered, kept as it is.
+
+    branca wraps every rendered header, body and script of a macro element in a new
+    ``Element(text)``, which compiles the text as a Jinja template only to print it back: for
+    pages carrying megabytes of GeoJSON that is a third of the build time, and any ``{{`` in
+    the data would be evaluated. Jinja drops one trailing newline; so does this.
+    """
+
+    def __init__(self, template: str | None = None, template_name: str | None = None) -> None:
+        super().__init__()
+        text = template or ""
+        self._text = text[:-1] if text.endswith("\n") else text
+
+    def render(self, **kwargs: object) -> str:
+        return self._text
+
+
+@contextlib.contextmanager
+def _rendered_text_kept() -> Iterator[None]:
+    """While rendering, branca's wrapper elements keep text instead of compiling it."""
+    original = branca.element.Element
+    branca.element.Element = _RenderedText  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        branca.element.Element = original  # type: ignore[misc]
+
+
 def render_offline(m: folium.Map | branca.element.Figure) -> str:
     """Render a folium map to one self-contained, deterministic HTML page.
 
@@ -233,7 +263,8 @@ def render_offline(m: folium.Map | branca.element.Figure) -> str:
     """
     root = m.get_root()
     _prepare(root)
-    html = root.render()
+    with _rendered_text_kept():
+        html = root.render()
     # Elements may add children while rendering: walk again for the full set of ids.
     ids = {element._id for element in _walk(root)}
     html = _SCRIPT_LINK.sub(lambda match: _inline_tag(match.group(1)), html)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import html
 import io
 import json
@@ -555,6 +556,19 @@ def _paths(geoms: Sequence[Any]) -> tuple[list[MplPath], list[int]]:
     return paths, keep
 
 
+_PATH_CACHE: dict[tuple[bytes, float], tuple[list[MplPath], list[int]]] = {}
+
+
+def _simplified_paths(geoms: np.ndarray, tolerance: float) -> tuple[list[MplPath], list[int]]:
+    """:func:`_paths` of the geometries simplified to ``tolerance``; the report draws the same
+    LSOAs twice (deciles, Gi*), so the last result is kept."""
+    key = (hashlib.sha1(shapely.get_coordinates(geoms).tobytes()).digest(), tolerance)
+    if key not in _PATH_CACHE:
+        _PATH_CACHE.clear()
+        _PATH_CACHE[key] = _paths(list(shapely.simplify(geoms, tolerance)))
+    return _PATH_CACHE[key]
+
+
 def _scale_bar_length(width_m: float) -> float:
     target = width_m / 5
     for length in (100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000):
@@ -617,7 +631,9 @@ def _map_png(
     with _plot_style():
         fig = Figure(figsize=(width, height), dpi=_DPI)
         ax = fig.add_axes((0.005, 0.005, map_w / width, 0.99))
-        paths, keep = _paths(list(lsoas.geometry))
+        # half a pixel of the picture: finer detail cannot show, and costs time at scale
+        tolerance = 0.5 * (bounds[2] - bounds[0]) / (map_w * _DPI)
+        paths, keep = _simplified_paths(np.asarray(lsoas.geometry.values), tolerance)
         ax.add_collection(
             PathCollection(
                 paths,

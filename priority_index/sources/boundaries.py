@@ -97,6 +97,15 @@ def repair(geoms: gpd.GeoSeries) -> gpd.GeoSeries:
     return out
 
 
+def _fields(path: Path, layer: str | None) -> set[str]:
+    """Attribute field names of an OGR layer (empty when it cannot be read: the read that
+    follows reports why)."""
+    try:
+        return set(pyogrio.read_info(path, layer=layer)["fields"].tolist())
+    except Exception:  # noqa: BLE001 - the actual read raises the informative error
+        return set()
+
+
 def load_study_area(
     path: Path,
     *,
@@ -132,6 +141,8 @@ def load_study_area(
         cols.append(lad_code_column)
     if lad_names and lad_name_column:
         cols.append(lad_name_column)
+    # authority fields are read when the layer has them, selected by or not (maps group by them)
+    cols += [c for c in (lad_code_column, lad_name_column) if c and c in _fields(path, layer)]
     if (lad_codes and not lad_code_column) or (lad_names and not lad_name_column):
         raise InputError(
             path,

@@ -7,6 +7,7 @@ on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,6 +177,17 @@ class Quarantine:
         self._parts.append(part)
         t = self.tally(source)
         t.rejected[reason] = t.rejected.get(reason, 0) + n
+
+    def add_frames(self, frames: Iterable[pd.DataFrame]) -> None:
+        """Add rejected records already laid out as :meth:`reject` and :meth:`reject_summary`
+        lay them out (a bulk reader's), whose rows the caller has counted in the tallies.
+
+        Parameters
+        ----------
+        frames
+            Frames with the columns of :data:`COLUMNS` and ``n_records``.
+        """
+        self._parts.extend(frames)
 
     def frame(self) -> pd.DataFrame:
         """Every rejected record, ordered by source, file and line."""
