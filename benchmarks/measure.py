@@ -158,12 +158,15 @@ def output_sizes(folder: Path) -> dict:
     maps = {k: v for k, v in files.items() if k.startswith("maps/") and k.endswith(".html")}
     hood = [v for k, v in maps.items() if "neighbourhood_" in k]
     area = [v for k, v in maps.items() if k.startswith("maps/area_")]
+    overview = folder / "maps" / "overview.html"
+    aggregated = overview.exists() and "LSOAs are shown as" in overview.read_text("utf-8")
     return {
         "files": files,
         "n_files": len(files),
         "total_mb": sum(files.values()) / 1e6,
         "overview_map_mb": maps.get("maps/overview.html", 0) / 1e6,
         "largest_neighbourhood_map_mb": (max(hood) / 1e6) if hood else 0.0,
+        "overview_aggregated": aggregated,
         "n_area_maps": len(area),
         "largest_area_map_mb": (max(area) / 1e6) if area else 0.0,
         "gpkg_mb": files.get("priority_index.gpkg", 0) / 1e6,

@@ -353,11 +353,19 @@ def _simplify(values: np.ndarray, tolerance: float, *, coverage: bool) -> np.nda
     return shapely.simplify(values, tolerance, preserve_topology=True)
 
 
+#: Gaps narrower than twice this (metres) inside a union of a non-clean coverage are closed.
+_CLOSE_GAPS_M = 5.0
+
+
 def _union(values: np.ndarray) -> shapely.Geometry:
     try:
         return shapely.coverage_union_all(values)
     except shapely.errors.GEOSException:  # not a clean coverage: the general (slower) union
-        return shapely.union_all(values)
+        # ... whose slivers between neighbours simplified on their own would show as slits:
+        # closed (grown then shrunk, square corners kept) when under 2 x _CLOSE_GAPS_M wide
+        union = shapely.union_all(values)
+        grown = shapely.buffer(union, _CLOSE_GAPS_M, join_style="mitre")
+        return shapely.buffer(grown, -_CLOSE_GAPS_M, join_style="mitre")
 
 
 def _feature_collection(
@@ -1397,15 +1405,22 @@ def _places_of(
 
 
 def _neighbourhood_group(
-    nbs: gpd.GeoDataFrame, nb_web: gpd.GeoSeries, *, show: bool, precision: int
+    nbs: gpd.GeoDataFrame,
+    nb_web: gpd.GeoSeries,
+    *,
+    show: bool,
+    precision: int,
+    numbers: bool = False,
 ) -> folium.FeatureGroup:
-    """Dashed neighbourhood outlines with their names as labels."""
+    """Dashed neighbourhood outlines labelled with their names (or, on a region's map where
+    names would overlap, their numbers; the outline's tooltip names it)."""
     group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=show)
     _neighbourhood_outlines(_feature_collection(nb_web, _neighbourhood_properties(nbs))).add_to(
         group
     )
     points = shapely.point_on_surface(np.asarray(nbs.geometry.values))
-    for latlon, name in zip(_to_latlon(points, precision=precision), nbs["name"], strict=True):
+    labels = [str(k) for k in nbs.index] if numbers else list(nbs["name"])
+    for latlon, name in zip(_to_latlon(points, precision=precision), labels, strict=True):
         folium.Marker(
             latlon,
             icon=folium.DivIcon(
@@ -1491,12 +1506,13 @@ def _place_layers(
     micro_web: gpd.GeoSeries | None,
     *,
     show: Collection[str],
+    numbers: bool = False,
 ) -> tuple[bool, bool, bool]:
     """Add the neighbourhoods and micro-places: (any neighbourhood, any micro-place, lines)."""
     has_nb = nbs is not None and len(nbs) > 0
     if has_nb:
         _neighbourhood_group(
-            nbs, nb_web, show="neighbourhoods" in show, precision=prep.precision
+            nbs, nb_web, show="neighbourhoods" in show, precision=prep.precision, numbers=numbers
         ).add_to(m)
     has_micro = micro is not None and len(micro) > 0
     lines = _is_lines(prep.micro)
@@ -1776,6 +1792,7 @@ def _aggregate_page(
         prep.micro,
         prep.micro_web,
         show=("neighbourhoods", "micro_places"),
+        numbers=True,
     )
     unit = "local authority" if kind == "authority" else f"{side / 1000:g} km grid square"
     units = "local authorities" if kind == "authority" else f"{side / 1000:g} km grid squares"
