@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import shapely
 
 from priority_index.crime_groups import source_mapping
 from priority_index.sources import boundaries, police_uk
@@ -84,35 +83,14 @@ def timed_read(
 
 
 def _read_via_parse(path: Path, study, q: Quarantine) -> pd.DataFrame:
-    polys = study.geometry.to_numpy()
-    tree = shapely.STRtree(polys)
-    seen: set[str] = set()
-    parts = []
-    tally = q.tally("police.uk")
-    for mf in police_uk.list_files(path):
-        frame, lines, malformed = police_uk._parse(mf.name, mf.read())
-        tally.files += 1
-        tally.rows_read += len(frame) + len(malformed)
-        police_uk._reject_malformed(q, "police.uk", mf.name, malformed)
-        kept = police_uk._validate(
-            frame,
-            lines,
-            mf.name,
-            source="police.uk",
-            quarantine=q,
-            study_codes=pd.Index(study.index),
-            polys=polys,
-            tree=tree,
-            period_of_month=periods(),
-            crime_groups=source_mapping("police_uk"),
-            tolerance_m=150.0,
-            code_map={},
-            known_codes=None,
-            seen_ids=seen,
-        )
-        tally.rows_used += len(kept)
-        parts.append(kept)
-    return pd.concat(parts, ignore_index=True)
+    return police_uk.read_file_by_file(
+        path,
+        study=study,
+        period_of_month=periods(),
+        crime_groups=source_mapping("police_uk"),
+        quarantine=q,
+        source="police.uk",
+    )
 
 
 def _relative(frame: pd.DataFrame, raw: str) -> pd.DataFrame:

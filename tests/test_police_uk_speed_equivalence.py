@@ -17,7 +17,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-import shapely
 from pyproj import Transformer
 from shapely.geometry import box
 
@@ -123,35 +122,15 @@ def read(path: Path, study, q: Quarantine, **kw) -> pd.DataFrame:
 
 def read_file_by_file(path: Path, study, q: Quarantine, **kw) -> pd.DataFrame:
     """As the Dask engine reads: ``_parse`` and ``_validate`` file by file."""
-    polys = study.geometry.to_numpy()
-    tree = shapely.STRtree(polys)
-    seen: set[str] = set()
-    tally = q.tally("police.uk")
-    parts = []
-    for mf in police_uk.list_files(path):
-        frame, lines, malformed = police_uk._parse(mf.name, mf.read())
-        tally.files += 1
-        tally.rows_read += len(frame) + len(malformed)
-        police_uk._reject_malformed(q, "police.uk", mf.name, malformed)
-        kept = police_uk._validate(
-            frame,
-            lines,
-            mf.name,
-            source="police.uk",
-            quarantine=q,
-            study_codes=pd.Index(study.index),
-            polys=polys,
-            tree=tree,
-            period_of_month=PERIODS,
-            crime_groups=source_mapping("police_uk"),
-            tolerance_m=kw.get("tolerance_m", 150.0),
-            code_map=kw.get("code_map") or {},
-            known_codes=kw.get("known_codes"),
-            seen_ids=seen,
-        )
-        tally.rows_used += len(kept)
-        parts.append(kept)
-    return pd.concat(parts, ignore_index=True)
+    return police_uk.read_file_by_file(
+        path,
+        study=study,
+        period_of_month=PERIODS,
+        crime_groups=source_mapping("police_uk"),
+        quarantine=q,
+        source="police.uk",
+        **kw,
+    )
 
 
 def assert_same(got: pd.DataFrame, q_got: Quarantine, want: pd.DataFrame, q_want: Quarantine):

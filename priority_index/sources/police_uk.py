@@ -613,6 +613,55 @@ def _empty_points() -> pd.DataFrame:
     )
 
 
+def read_file_by_file(
+    path: Path,
+    *,
+    study: gpd.GeoDataFrame,
+    period_of_month: Mapping[str, str],
+    crime_groups: Mapping[str, str],
+    quarantine: Quarantine,
+    source: str,
+    tolerance_m: float = 150.0,
+    code_map: Mapping[str, str] | None = None,
+    known_codes: set[str] | None = None,
+) -> pd.DataFrame:
+    """Read as the Dask engine does, one file at a time through ``_parse`` and ``_validate``.
+
+    The reference :func:`read_police_uk` must equal (tests and ``benchmarks.ingest_check``):
+    the same parameters, the same points, rejected records and tallies, without threads or
+    grouped files.
+    """
+    polys = study.geometry.to_numpy()
+    tree = shapely.STRtree(polys)
+    seen: set[str] = set()
+    tally = quarantine.tally(source)
+    parts = []
+    for mf in list_files(path):
+        frame, lines, malformed = _parse(mf.name, mf.read())
+        tally.files += 1
+        tally.rows_read += len(frame) + len(malformed)
+        _reject_malformed(quarantine, source, mf.name, malformed)
+        kept = _validate(
+            frame,
+            lines,
+            mf.name,
+            source=source,
+            quarantine=quarantine,
+            study_codes=pd.Index(study.index),
+            polys=polys,
+            tree=tree,
+            period_of_month=period_of_month,
+            crime_groups=crime_groups,
+            tolerance_m=tolerance_m,
+            code_map=code_map or {},
+            known_codes=known_codes,
+            seen_ids=seen,
+        )
+        tally.rows_used += len(kept)
+        parts.append(kept)
+    return pd.concat(parts, ignore_index=True) if parts else _empty_points()
+
+
 def _validate(
     frame: pd.DataFrame,
     lines: np.ndarray,
