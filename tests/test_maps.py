@@ -1132,6 +1132,9 @@ def test_map_pages_over_budget_aggregates_by_authority(borough, aggregated):
         assert codes == set(areas.index[areas == code])
         check_offline(page)
     assert aggregated["area_E09000902.html"].count("<title>Region: Eastborough &lt;i&gt;") == 1
+    # shares of harm are of the whole study area, not of one borough
+    assert "of study area harm" in aggregated["neighbourhood_1.html"]
+    assert "of borough harm" not in aggregated["neighbourhood_1.html"]
 
 
 def test_grid_squares_grow_until_few_enough():

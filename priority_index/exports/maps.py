@@ -978,13 +978,14 @@ def _neighbourhood_properties(neighbourhoods: gpd.GeoDataFrame) -> list[dict[str
     ]
 
 
-_NEIGHBOURHOOD_TOOLTIP = (
-    ["name", "n_lsoas", "residents", "harm", "share", "frequency"],
-    ["Neighbourhood", "LSOAs", "Residents", "Harm", "Share of borough harm", "Selected in"],
-)
+def _neighbourhood_tooltip(whole: str) -> tuple[list[str], list[str]]:
+    return (
+        ["name", "n_lsoas", "residents", "harm", "share", "frequency"],
+        ["Neighbourhood", "LSOAs", "Residents", "Harm", f"Share of {whole} harm", "Selected in"],
+    )
 
 
-def _neighbourhood_outlines(collection: dict[str, Any]) -> folium.GeoJson:
+def _neighbourhood_outlines(collection: dict[str, Any], whole: str = "borough") -> folium.GeoJson:
     return folium.GeoJson(
         collection,
         control=False,
@@ -994,7 +995,7 @@ def _neighbourhood_outlines(collection: dict[str, Any]) -> folium.GeoJson:
             "weight": 3,
             "dashArray": "6 4",
         },
-        tooltip=folium.GeoJsonTooltip(*_NEIGHBOURHOOD_TOOLTIP, sticky=True),
+        tooltip=folium.GeoJsonTooltip(*_neighbourhood_tooltip(whole), sticky=True),
         pane="pi-outlines",
     )
 
@@ -1210,6 +1211,7 @@ class _Prepared:
     micro_web: gpd.GeoSeries | None
     names: dict[int, str]
     precision: int = 5
+    whole: str = "borough"  # what shares of harm are shares of, in labels
     _unions: dict[str, shapely.Geometry] = field(default_factory=dict)
 
     @cached_property
@@ -1411,13 +1413,14 @@ def _neighbourhood_group(
     show: bool,
     precision: int,
     numbers: bool = False,
+    whole: str = "borough",
 ) -> folium.FeatureGroup:
     """Dashed neighbourhood outlines labelled with their names (or, on a region's map where
     names would overlap, their numbers; the outline's tooltip names it)."""
     group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=show)
-    _neighbourhood_outlines(_feature_collection(nb_web, _neighbourhood_properties(nbs))).add_to(
-        group
-    )
+    _neighbourhood_outlines(
+        _feature_collection(nb_web, _neighbourhood_properties(nbs)), whole
+    ).add_to(group)
     points = shapely.point_on_surface(np.asarray(nbs.geometry.values))
     labels = [str(k) for k in nbs.index] if numbers else list(nbs["name"])
     for latlon, name in zip(_to_latlon(points, precision=precision), labels, strict=True):
@@ -1512,7 +1515,12 @@ def _place_layers(
     has_nb = nbs is not None and len(nbs) > 0
     if has_nb:
         _neighbourhood_group(
-            nbs, nb_web, show="neighbourhoods" in show, precision=prep.precision, numbers=numbers
+            nbs,
+            nb_web,
+            show="neighbourhoods" in show,
+            precision=prep.precision,
+            numbers=numbers,
+            whole=prep.whole,
         ).add_to(m)
     has_micro = micro is not None and len(micro) > 0
     lines = _is_lines(prep.micro)
@@ -1894,6 +1902,8 @@ def map_pages(
     estimate = _overview_bytes(prep, with_density=dens is not None)
     nb_outline = "study"
     codes = pd.Series("", index=prep.lsoas.index)
+    if areas is not None and areas.reindex(prep.lsoas.index).fillna("").astype(str).nunique() > 1:
+        prep.whole = "study area"  # several authorities: no single borough
     if estimate <= overview_budget_mb * 1e6:
         pages["overview.html"] = _overview_page(
             prep, dens, title=title, show=("deciles", "neighbourhoods", "micro_places"), **common
@@ -2265,7 +2275,7 @@ def _neighbourhood_page(
             _outline_layer(prep.area_outline(code, area_codes == code)).add_to(m)
     nb_props = _neighbourhood_properties(prep.neighbourhoods.loc[[neighbourhood_id]])
     group = folium.FeatureGroup(name=LAYERS["neighbourhoods"], show=True)
-    _neighbourhood_outlines(_feature_collection(nb_web, nb_props)).add_to(group)
+    _neighbourhood_outlines(_feature_collection(nb_web, nb_props), prep.whole).add_to(group)
     group.add_to(m)
 
     micro = None
@@ -2315,7 +2325,7 @@ def _neighbourhood_page(
     facts = [
         f"{_fmt_int(nb_row.get('n_lsoas'))} LSOAs" if "n_lsoas" in nb_row else "",
         f"{_fmt_int(nb_row.get('residents'))} residents" if "residents" in nb_row else "",
-        f"{_fmt_share(nb_row.get('share_of_borough_harm'))} of borough harm"
+        f"{_fmt_share(nb_row.get('share_of_borough_harm'))} of {prep.whole} harm"
         if "share_of_borough_harm" in nb_row
         else "",
         f"selected in {_fmt_share(nb_row.get('selection_frequency'))} of runs"
