@@ -1287,6 +1287,28 @@ def _prepare(
     )
 
 
+def _prepare_with_density(
+    lsoas: gpd.GeoDataFrame,
+    neighbourhoods: gpd.GeoDataFrame | None,
+    micro_places: gpd.GeoDataFrame | None,
+    density: DensityLike | None,
+    *,
+    simplify_tolerance: float,
+    precision: int,
+    density_quantile: float,
+) -> tuple[_Prepared, _Density | None]:
+    """The prepared geometry and the density surface, as every builder starts."""
+    prep = _prepare(
+        lsoas,
+        neighbourhoods,
+        micro_places,
+        simplify_tolerance=simplify_tolerance,
+        precision=precision,
+    )
+    dens = _as_density(density, quantile=density_quantile) if density is not None else None
+    return prep, dens
+
+
 # --------------------------------------------------------------------------------------------
 # Public builders
 
@@ -1357,14 +1379,15 @@ def overview_map(
     map_pages : every page of a run at once, with aggregated overviews for large study areas.
     """
     _check_show(show)
-    prep = _prepare(
+    prep, dens = _prepare_with_density(
         lsoas,
         neighbourhoods,
         micro_places,
+        density,
         simplify_tolerance=simplify_tolerance,
         precision=precision,
+        density_quantile=density_quantile,
     )
-    dens = _as_density(density, quantile=density_quantile) if density is not None else None
     return _overview_page(
         prep,
         dens,
@@ -1889,14 +1912,15 @@ def map_pages(
         HTML page by file name: ``overview.html``, ``neighbourhood_<id>.html`` and, for an
         aggregated overview by authority, ``area_<code>.html``.
     """
-    prep = _prepare(
+    prep, dens = _prepare_with_density(
         lsoas,
         neighbourhoods,
         micro_places,
+        density,
         simplify_tolerance=simplify_tolerance,
         precision=precision,
+        density_quantile=density_quantile,
     )
-    dens = _as_density(density, quantile=density_quantile) if density is not None else None
     common = dict(basemap=basemap, points_note=points_note, density_label=density_label)
     pages: dict[str, str] = {}
     estimate = _overview_bytes(prep, with_density=dens is not None)
@@ -2175,14 +2199,15 @@ def neighbourhood_map(
     str
         The HTML page.
     """
-    prep = _prepare(
+    prep, dens = _prepare_with_density(
         lsoas,
         neighbourhoods,
         micro_places,
+        density,
         simplify_tolerance=simplify_tolerance,
         precision=precision,
+        density_quantile=density_quantile,
     )
-    dens = _as_density(density, quantile=density_quantile) if density is not None else None
     return _neighbourhood_page(
         prep,
         neighbourhood_id,
