@@ -1925,20 +1925,19 @@ def map_pages(
     pages: dict[str, str] = {}
     estimate = _overview_bytes(prep, with_density=dens is not None)
     nb_outline = "study"
-    codes = pd.Series("", index=prep.lsoas.index)
-    if areas is not None and areas.reindex(prep.lsoas.index).fillna("").astype(str).nunique() > 1:
+    codes = (
+        areas.reindex(prep.lsoas.index).fillna("").astype(str)
+        if areas is not None
+        else pd.Series("", index=prep.lsoas.index)
+    )
+    n_codes = codes[codes != ""].nunique()
+    if n_codes > 1:
         prep.whole = "study area"  # several authorities: no single borough
     if estimate <= overview_budget_mb * 1e6:
         pages["overview.html"] = _overview_page(
             prep, dens, title=title, show=("deciles", "neighbourhoods", "micro_places"), **common
         )
     else:
-        codes = (
-            areas.reindex(prep.lsoas.index).fillna("").astype(str)
-            if areas is not None
-            else pd.Series("", index=prep.lsoas.index)
-        )
-        n_codes = codes[codes != ""].nunique()
         reason = (
             f"a map of every LSOA would be about {estimate / 1e6:.1f} MB, over the "
             f"{overview_budget_mb:g} MB budget"
@@ -1960,11 +1959,7 @@ def map_pages(
                         area_key=code,
                         **common,
                     )
-            # each neighbourhood map outlines the authorities it lies in
-            member_codes = codes.to_numpy()
-            for code in sorted(labels):
-                prep.area_union(code, member_codes == code)
-            nb_outline = "authority"
+            nb_outline = "authority"  # each neighbourhood map outlines its authorities
             pages["overview.html"] = _aggregate_page(
                 prep,
                 dens,

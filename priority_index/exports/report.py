@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import html
 import io
 import json
@@ -80,6 +79,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 _DPI = 150
+#: Width of a report map's drawing area, in inches.
+_MAP_W = 4.6
 _MISSING = "\u2013"  # en dash for missing values
 _WORDS = {
     1: "one",
@@ -556,19 +557,6 @@ def _paths(geoms: Sequence[Any]) -> tuple[list[MplPath], list[int]]:
     return paths, keep
 
 
-_PATH_CACHE: dict[tuple[bytes, float], tuple[list[MplPath], list[int]]] = {}
-
-
-def _simplified_paths(geoms: np.ndarray, tolerance: float) -> tuple[list[MplPath], list[int]]:
-    """:func:`_paths` of the geometries simplified to ``tolerance``; the report draws the same
-    LSOAs twice (deciles, Gi*), so the last result is kept."""
-    key = (hashlib.sha1(shapely.get_coordinates(geoms).tobytes()).digest(), tolerance)
-    if key not in _PATH_CACHE:
-        _PATH_CACHE.clear()
-        _PATH_CACHE[key] = _paths(list(shapely.simplify(geoms, tolerance)))
-    return _PATH_CACHE[key]
-
-
 def _scale_bar_length(width_m: float) -> float:
     target = width_m / 5
     for length in (100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000):
@@ -606,19 +594,34 @@ class _Outlines:
     geoms: list[Any]
 
 
+def _map_bounds(lsoas: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
+    """The extent a report map shows: the LSOAs with a margin (wider below, for the scale)."""
+    minx, miny, maxx, maxy = (float(v) for v in lsoas.total_bounds)
+    pad = 0.02 * max(maxx - minx, maxy - miny, 1.0)
+    return (minx - pad, miny - 3 * pad, maxx + pad, maxy + pad)
+
+
+def _lsoa_paths(lsoas: gpd.GeoDataFrame) -> tuple[list[MplPath], list[int]]:
+    """The LSOAs as drawing paths, simplified to half a pixel of the map (finer detail cannot
+    show, and costs time at scale); the report's maps all draw these."""
+    bounds = _map_bounds(lsoas)
+    tolerance = 0.5 * (bounds[2] - bounds[0]) / (_MAP_W * _DPI)
+    return _paths(list(shapely.simplify(np.asarray(lsoas.geometry.values), tolerance)))
+
+
 def _map_png(
     lsoas: gpd.GeoDataFrame,
+    drawn: tuple[list[MplPath], list[int]],
     colors: Sequence[tuple[float, float, float]],
     legend: Sequence[tuple[str, tuple[float, float, float]]],
     legend_title: str,
     outlines: _Outlines,
 ) -> bytes:
-    """A choropleth of ``lsoas`` (one colour each) with numbered neighbourhood outlines."""
-    minx, miny, maxx, maxy = (float(v) for v in lsoas.total_bounds)
-    pad = 0.02 * max(maxx - minx, maxy - miny, 1.0)
-    bounds = (minx - pad, miny - 3 * pad, maxx + pad, maxy + pad)
+    """A choropleth of ``lsoas`` (one colour each; ``drawn`` is :func:`_lsoa_paths` of them)
+    with numbered neighbourhood outlines."""
+    bounds = _map_bounds(lsoas)
     aspect = (bounds[3] - bounds[1]) / max(bounds[2] - bounds[0], 1.0)
-    map_w = 4.6
+    map_w = _MAP_W
     key_lines = [
         (f"{i}", line)
         for i, name in zip(outlines.ids, outlines.names, strict=True)
@@ -631,9 +634,7 @@ def _map_png(
     with _plot_style():
         fig = Figure(figsize=(width, height), dpi=_DPI)
         ax = fig.add_axes((0.005, 0.005, map_w / width, 0.99))
-        # half a pixel of the picture: finer detail cannot show, and costs time at scale
-        tolerance = 0.5 * (bounds[2] - bounds[0]) / (map_w * _DPI)
-        paths, keep = _simplified_paths(np.asarray(lsoas.geometry.values), tolerance)
+        paths, keep = drawn
         ax.add_collection(
             PathCollection(
                 paths,
@@ -672,7 +673,7 @@ def _map_png(
         ax.set_aspect("equal")
         ax.set_anchor("NW")
         ax.set_axis_off()
-        _draw_scale_bar(ax, bounds, miny)
+        _draw_scale_bar(ax, bounds, float(lsoas.total_bounds[1]))
 
         # Legend and key, drawn by hand in inches from the top of a side panel.
         left = map_w / width + 0.01
@@ -1082,7 +1083,8 @@ def _map_section(data: ReportData, lsoas: gpd.GeoDataFrame, outlines: _Outlines)
         )
         for k in range(1, 11)
     ]
-    png = _map_png(lsoas, colors, legend, "Index decile", outlines)
+    drawn = _lsoa_paths(lsoas)
+    png = _map_png(lsoas, drawn, colors, legend, "Index decile", outlines)
     body.append(
         _figure_html(
             png,
@@ -1099,7 +1101,7 @@ def _map_section(data: ReportData, lsoas: gpd.GeoDataFrame, outlines: _Outlines)
         by_bin = {v: _rgb(c) for v, _, c in GI_BIN_CLASSES}
         colors = [by_bin.get(int(b), grey) if not _missing(b) else grey for b in gi]
         legend = [(label, _rgb(c)) for _, label, c in GI_BIN_CLASSES]
-        png = _map_png(lsoas, colors, legend, "Getis-Ord Gi*", outlines)
+        png = _map_png(lsoas, drawn, colors, legend, "Getis-Ord Gi*", outlines)
         n_hot = int((gi >= 2).sum())
         method = data.hotspot_method
         of = f" of {method['indicator']}" if method.get("indicator") else ""
